@@ -1,0 +1,265 @@
+//! The boot plan: the fully resolved description of what keel-init must do.
+//!
+//! The builder writes it (as JSON) to `/etc/keel/plan` in the initramfs; keel-init reads it.
+//! This crate is the single schema both sides share. It holds data only: no syscalls, no I/O
+//! beyond (de)serialising, so the builder stays portable and the plan is easy to test.
+
+use serde::{Deserialize, Serialize};
+
+/// Where the plan lives inside the initramfs.
+pub const PLAN_PATH: &str = "/etc/keel/plan";
+/// Version of the plan schema. keel-init refuses a plan of another version.
+pub const PLAN_VERSION: u32 = 1;
+/// GPT partition name of the read-only partition holding the flattened image trees.
+pub const IMAGES_LABEL: &str = "keel-images";
+/// GPT partition name of the read-write ext4 data partition.
+pub const DATA_LABEL: &str = "keel-data";
+/// Where keel-init mounts the images partition (read-only).
+pub const IMAGES_MOUNT: &str = "/run/keel/images";
+/// Where keel-init mounts the data partition (read-write).
+pub const DATA_MOUNT: &str = "/run/keel/data";
+/// Prefix of every boot-timeline line on the console: `keel-timeline: <seconds> <event> [detail]`.
+pub const TIMELINE_PREFIX: &str = "keel-timeline:";
+
+/// Target architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    /// 64-bit x86 (amd64).
+    X86_64,
+    /// 64-bit ARM (arm64).
+    Aarch64,
+}
+
+impl Arch {
+    /// Every supported architecture.
+    pub const ALL: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
+
+    /// keel's name for the arch, as in configs and artifact names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+
+    /// Debian's name for the arch (package architecture).
+    pub fn debian(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "amd64",
+            Arch::Aarch64 => "arm64",
+        }
+    }
+
+    /// The OCI `architecture` value.
+    pub fn oci(self) -> &'static str {
+        self.debian()
+    }
+
+    /// The Rust musl target triple keel-init is built for.
+    pub fn musl_triple(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64-unknown-linux-musl",
+            Arch::Aarch64 => "aarch64-unknown-linux-musl",
+        }
+    }
+
+    /// The removable-media boot path on the ESP (UEFI spec 3.5.1.1).
+    pub fn efi_boot_file(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "BOOTX64.EFI",
+            Arch::Aarch64 => "BOOTAA64.EFI",
+        }
+    }
+
+    /// The serial console device the kernel writes to.
+    pub fn serial_console(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "ttyS0",
+            Arch::Aarch64 => "ttyAMA0",
+        }
+    }
+
+    /// Parse keel's arch name (also accepts Debian's).
+    pub fn parse(s: &str) -> Option<Arch> {
+        match s {
+            "x86_64" | "amd64" => Some(Arch::X86_64),
+            "aarch64" | "arm64" => Some(Arch::Aarch64),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the host does when every container has exited for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnExit {
+    /// Sync, unmount, power off.
+    Poweroff,
+    /// Sync, unmount, reboot.
+    Reboot,
+    /// Keep running (idle) until a power-off request.
+    Wait,
+}
+
+/// What the host does on a fatal boot error (after printing the reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    /// Power off.
+    Poweroff,
+    /// Reboot.
+    Reboot,
+}
+
+/// The whole plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Schema version, [`PLAN_VERSION`].
+    pub version: u32,
+    /// Image name from the config.
+    pub name: String,
+    /// Architecture the image was built for.
+    pub arch: Arch,
+    /// Host name of the machine.
+    pub hostname: String,
+    /// What to do once every container has exited for good.
+    pub on_exit: OnExit,
+    /// What to do on a fatal boot error.
+    pub on_failure: OnFailure,
+    /// Kernel modules to load, in this order (dependencies first).
+    pub modules: Vec<Module>,
+    /// How long to wait for the partitions to appear, in milliseconds.
+    pub disk_timeout_ms: u64,
+    /// Containers, in start order.
+    pub containers: Vec<Container>,
+}
+
+/// A kernel module to load with `finit_module`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Module {
+    /// Module name (as in `lsmod`), e.g. `virtio_blk`.
+    pub name: String,
+    /// Absolute path of the `.ko` inside the initramfs.
+    pub path: String,
+}
+
+/// One container, fully resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Container {
+    /// Unique name; prefixes its console lines.
+    pub name: String,
+    /// Directory of its root tree, relative to [`IMAGES_MOUNT`].
+    pub rootfs: String,
+    /// argv; `args[0]` is resolved against `PATH` from `env` if it has no `/`.
+    pub args: Vec<String>,
+    /// Environment, `KEY=VALUE`.
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    pub cwd: String,
+    /// Host name inside the container's UTS namespace.
+    pub hostname: String,
+    /// uid the process runs as (inside the container).
+    pub uid: u32,
+    /// gid the process runs as (inside the container).
+    pub gid: u32,
+}
+
+impl Plan {
+    /// Serialise to the bytes stored at [`PLAN_PATH`]. Deterministic for a given plan.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+
+    /// Parse the bytes stored at [`PLAN_PATH`], refusing other schema versions.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Plan, PlanError> {
+        let plan: Plan = serde_json::from_slice(bytes).map_err(PlanError::Parse)?;
+        if plan.version != PLAN_VERSION {
+            return Err(PlanError::Version(plan.version));
+        }
+        Ok(plan)
+    }
+}
+
+/// A plan that cannot be read.
+#[derive(Debug)]
+pub enum PlanError {
+    /// Not valid plan JSON.
+    Parse(serde_json::Error),
+    /// Written by a builder with another schema version.
+    Version(u32),
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlanError::Parse(e) => write!(f, "plan is not valid: {e}"),
+            PlanError::Version(v) => {
+                write!(f, "plan version {v} is not supported (expected {PLAN_VERSION})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Plan {
+        Plan {
+            version: PLAN_VERSION,
+            name: "hello".into(),
+            arch: Arch::Aarch64,
+            hostname: "hello".into(),
+            on_exit: OnExit::Poweroff,
+            on_failure: OnFailure::Poweroff,
+            modules: vec![Module { name: "virtio_blk".into(), path: "/lib/modules/virtio_blk.ko".into() }],
+            disk_timeout_ms: 10_000,
+            containers: vec![Container {
+                name: "hello".into(),
+                rootfs: "abc".into(),
+                args: vec!["/bin/sh".into()],
+                env: vec!["PATH=/bin".into()],
+                cwd: "/".into(),
+                hostname: "hello".into(),
+                uid: 0,
+                gid: 0,
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let p = sample();
+        assert_eq!(Plan::from_bytes(&p.to_bytes()).unwrap(), p);
+    }
+
+    #[test]
+    fn refuses_other_versions() {
+        let mut p = sample();
+        p.version = 99;
+        assert!(matches!(Plan::from_bytes(&p.to_bytes()), Err(PlanError::Version(99))));
+    }
+
+    #[test]
+    fn arch_names() {
+        for a in Arch::ALL {
+            assert_eq!(Arch::parse(a.name()), Some(a));
+            assert_eq!(Arch::parse(a.debian()), Some(a));
+        }
+        assert_eq!(Arch::parse("riscv64"), None);
+    }
+}

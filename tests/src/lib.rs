@@ -1,0 +1,1 @@
+//! keel-tests: shared helpers for the integration tests.
