@@ -1,5 +1,130 @@
 //! keel: build a minimal container host image from one TOML file.
 
+mod build;
+mod cli;
+mod config;
+mod ext4;
+mod image;
+mod initramfs;
+mod kernel;
+mod output;
+mod progress;
+mod resolve;
+mod run;
 mod sink;
 
-fn main() {}
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use keel_plan::Arch;
+
+use crate::build::BuildError;
+use crate::cli::{Cli, Command};
+use crate::config::{Config, ConfigErrors};
+
+/// Exit status for bad input (config, files and images it names).
+const EXIT_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Build { config, arch, out, init } => report(cmd_build(&config, arch.as_deref(), &out, init)),
+        Command::Check { config, arch } => report(cmd_check(&config, arch.as_deref())),
+        Command::Run { image, arch, accel, timeout, memory, persist } => {
+            match run::run(&image, arch.as_deref(), accel.as_deref(), &timeout, memory.as_deref(), persist) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("keel run: {e:#}");
+                    ExitCode::from(EXIT_INPUT)
+                }
+            }
+        }
+    }
+}
+
+fn report(r: Result<(), BuildError>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(BuildError::Config(e)) => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_INPUT)
+        }
+        Err(BuildError::Other(e)) => {
+            eprintln!("keel: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &Path, arch: Option<&str>) -> Result<(Config, Arch), BuildError> {
+    let config = Config::load(path)?;
+    let arch = match arch {
+        None => config.arch,
+        Some(a) => Arch::parse(a).ok_or_else(|| {
+            ConfigErrors(vec![config::Diagnostic {
+                file: path.to_path_buf(),
+                line: 1,
+                column: 1,
+                key: "arch".into(),
+                message: format!("unknown arch `{a}` given with --arch (expected x86_64 or aarch64)"),
+            }])
+        })?,
+    };
+    Ok((config, arch))
+}
+
+fn cmd_check(path: &Path, arch: Option<&str>) -> Result<(), BuildError> {
+    let (config, arch) = load(path, arch)?;
+    config.verify_inputs(arch)?;
+    let containers = resolve::containers(&config, arch)?;
+    println!("{}: ok ({arch}, {} container(s))", path.display(), containers.len());
+    Ok(())
+}
+
+fn cmd_build(path: &Path, arch: Option<&str>, out: &Path, init: Option<PathBuf>) -> Result<(), BuildError> {
+    let (config, arch) = load(path, arch)?;
+    let init = match init {
+        Some(p) => p,
+        None => default_init(arch).map_err(BuildError::Other)?,
+    };
+    let started = std::time::Instant::now();
+    let artifacts = build::build(&config, arch, out, &build::Inputs { init })?;
+    println!("built {} for {arch} in {:.1}s:", config.name, started.elapsed().as_secs_f64());
+    for f in &artifacts.files {
+        let md = std::fs::metadata(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+        let sha = config::sha256_file(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+        use std::os::unix::fs::MetadataExt;
+        println!(
+            "  {:<28} {:>10} bytes  {:>6} KiB allocated  sha256 {sha}",
+            f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            md.len(),
+            md.blocks() * 512 / 1024,
+        );
+    }
+    let parts: Vec<String> = artifacts.parts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("  parts (bytes): {}", parts.join(" "));
+    Ok(())
+}
+
+/// keel-init for `arch`: `$KEEL_INIT_<ARCH>`, else the one built next to this binary.
+fn default_init(arch: Arch) -> anyhow::Result<PathBuf> {
+    let var = format!("KEEL_INIT_{}", arch.name().to_uppercase());
+    if let Some(p) = std::env::var_os(&var) {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    let mut tried = Vec::new();
+    for dir in exe.ancestors().skip(1).take(4) {
+        let p = dir.join(arch.musl_triple()).join("release").join("keel-init");
+        if p.is_file() {
+            return Ok(p);
+        }
+        tried.push(p);
+    }
+    anyhow::bail!(
+        "keel-init for {arch} not found (run `make build`, or pass --init or ${var}); looked at {}",
+        tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )
+}

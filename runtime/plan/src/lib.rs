@@ -22,7 +22,7 @@ pub const DATA_MOUNT: &str = "/run/keel/data";
 pub const TIMELINE_PREFIX: &str = "keel-timeline:";
 
 /// Target architecture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Arch {
     /// 64-bit x86 (amd64).

@@ -1,0 +1,88 @@
+//! The TOML schema as written by users: strict (unknown keys are errors), kebab-case, with
+//! spans kept on every value a later check may need to point at.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A whole config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawConfig {
+    pub version: Spanned<i64>,
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub arch: Option<Spanned<String>>,
+    pub kernel: Spanned<RawKernel>,
+    #[serde(default)]
+    pub host: RawHost,
+    #[serde(default)]
+    pub disk: RawDisk,
+    #[serde(default, rename = "container")]
+    pub containers: Vec<Spanned<RawContainer>>,
+}
+
+/// `[kernel]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawKernel {
+    /// Debian linux-image package per arch.
+    #[serde(default)]
+    pub package: BTreeMap<String, Spanned<RawFile>>,
+    /// systemd-stub per arch: a `systemd-boot-efi` .deb or a `linux*.efi.stub` file.
+    #[serde(default)]
+    pub stub: BTreeMap<String, Spanned<RawFile>>,
+    #[serde(default)]
+    pub cmdline: Option<Spanned<String>>,
+    #[serde(default)]
+    pub modules: Vec<Spanned<String>>,
+}
+
+/// A pinned input file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawFile {
+    pub path: Spanned<String>,
+    pub sha256: Spanned<String>,
+}
+
+/// `[host]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawHost {
+    #[serde(default)]
+    pub hostname: Option<Spanned<String>>,
+    #[serde(default)]
+    pub on_exit: Option<Spanned<String>>,
+    #[serde(default)]
+    pub on_failure: Option<Spanned<String>>,
+    #[serde(default)]
+    pub disk_timeout: Option<Spanned<String>>,
+}
+
+/// `[disk]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawDisk {
+    #[serde(default)]
+    pub data_size: Option<Spanned<String>>,
+}
+
+/// One `[[container]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawContainer {
+    pub name: Spanned<String>,
+    pub image: Spanned<String>,
+    #[serde(default)]
+    pub command: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub user: Option<Spanned<String>>,
+    #[serde(default)]
+    pub workdir: Option<Spanned<String>>,
+    #[serde(default)]
+    pub hostname: Option<Spanned<String>>,
+}

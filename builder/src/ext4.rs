@@ -1,0 +1,152 @@
+//! ext4 filesystems built as bytes with `mkext4` (pure Rust, deterministic): the read-only
+//! keel-images partition (one tree per image) and the empty keel-data partition.
+//!
+//! `ext4-rs`, the crate first asked for, does not build on stable Rust and corrupts images on
+//! write; see docs/architecture.md.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+
+use mkext4::{FsBuilder, InodeCount, InodeHandle, Options, ROOT};
+use sha2::{Digest, Sha256};
+
+use crate::image::tree::{Kind, Meta, Node, Tree};
+use crate::sink::Sink;
+
+/// Problems building an ext4 filesystem.
+#[derive(Debug, thiserror::Error)]
+pub enum Ext4Error {
+    /// mkext4 refused the tree or ran out of room.
+    #[error("building ext4 `{label}`: {message}")]
+    Build {
+        /// Filesystem label.
+        label: String,
+        /// mkext4's message.
+        message: String,
+    },
+    /// Writing failed.
+    #[error("writing ext4 `{0}`: {1}")]
+    Io(String, #[source] io::Error),
+}
+
+/// Fixed timestamp of filesystem-owned metadata: builds are reproducible.
+pub const EPOCH: i64 = 0;
+
+struct SinkAdapter<'a> {
+    sink: &'a mut dyn Sink,
+    base: u64,
+}
+
+impl mkext4::sink::RegionSink for SinkAdapter<'_> {
+    fn data(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        self.sink.write_at(self.base + offset, bytes)
+    }
+    fn zeros(&mut self, _offset: u64, _len: u64) -> io::Result<()> {
+        Ok(()) // the output starts zeroed and holes read as zero
+    }
+}
+
+/// A deterministic filesystem UUID for `label` of image `seed`.
+pub fn uuid_for(seed: &str, label: &str) -> [u8; 16] {
+    let h = Sha256::digest(format!("keel-ext4:{seed}:{label}").as_bytes());
+    let mut u = [0u8; 16];
+    u.copy_from_slice(&h[..16]);
+    u[6] = (u[6] & 0x0f) | 0x40;
+    u[8] = (u[8] & 0x3f) | 0x80;
+    u
+}
+
+/// A size that fits `trees` (as top-level directories) with room for metadata and journal,
+/// rounded up to 1 MiB.
+pub fn size_for(trees: &[(String, &Tree)]) -> (u64, u32) {
+    let (mut blocks, mut nodes) = (0u64, 16u64);
+    for (_, t) in trees {
+        let s = t.stats();
+        blocks += s.data_blocks + s.dirs;
+        nodes += s.nodes;
+    }
+    let inodes = (nodes + 64).div_ceil(64) * 64;
+    let bytes = blocks * 4096 * 11 / 10 + inodes * 256 + (8 << 20);
+    (bytes.div_ceil(1 << 20) << 20, u32::try_from(inodes).unwrap_or(u32::MAX))
+}
+
+/// Build an ext4 filesystem of `size` bytes holding each tree under its name, written into
+/// `sink` at `base`. Returns the bytes of file data written.
+pub fn write(
+    sink: &mut dyn Sink,
+    base: u64,
+    size: u64,
+    label: &str,
+    uuid: [u8; 16],
+    inodes: Option<u32>,
+    trees: &[(String, &Tree)],
+) -> Result<u64, Ext4Error> {
+    let err = |e: mkext4::Error| Ext4Error::Build { label: label.to_string(), message: e.to_string() };
+    let mut opts = Options::new(size, uuid, EPOCH);
+    opts.label = Some(label.to_string());
+    opts.reserved_percent = 0;
+    if let Some(n) = inodes {
+        opts.inodes = InodeCount::Exact(n);
+    }
+    let mut b = FsBuilder::new(opts).map_err(err)?;
+    let mut fills: Vec<(InodeHandle, Arc<Vec<u8>>)> = Vec::new();
+    let mut links: HashMap<usize, InodeHandle> = HashMap::new();
+    for (name, tree) in trees {
+        let dir = b.mkdir(ROOT, name, meta(&tree.root.meta)).map_err(err)?;
+        declare(&mut b, dir, &tree.root, &mut fills, &mut links).map_err(err)?;
+    }
+    let layout = b.seal().map_err(err)?;
+    let mut adapter = SinkAdapter { sink, base };
+    let mut w = layout.writer(&mut adapter).map_err(err)?;
+    let mut written = 0u64;
+    for (h, data) in &fills {
+        w.fill(*h, &mut &data[..]).map_err(err)?;
+        written += data.len() as u64;
+    }
+    w.finish().map_err(err)?;
+    Ok(written)
+}
+
+fn meta(m: &Meta) -> mkext4::Meta {
+    let mode = u16::try_from(m.mode & 0o7777).unwrap_or(0o755);
+    mkext4::Meta::new(mode, m.uid, m.gid, (m.mtime.max(0), 0))
+}
+
+fn declare(
+    b: &mut FsBuilder,
+    dir: InodeHandle,
+    node: &Node,
+    fills: &mut Vec<(InodeHandle, Arc<Vec<u8>>)>,
+    links: &mut HashMap<usize, InodeHandle>,
+) -> mkext4::Result<()> {
+    let Kind::Dir(children) = &node.kind else { return Ok(()) };
+    for (name, child) in children {
+        let m = meta(&child.meta);
+        match &child.kind {
+            Kind::Dir(_) => {
+                let d = b.mkdir(dir, name, m)?;
+                declare(b, d, child, fills, links)?;
+            }
+            Kind::File(data) => {
+                let key = Arc::as_ptr(data) as usize;
+                if let Some(&h) = links.get(&key) {
+                    b.hardlink(dir, name, h)?;
+                } else {
+                    let h = b.file(dir, name, m, data.len() as u64)?;
+                    links.insert(key, h);
+                    if !data.is_empty() {
+                        fills.push((h, data.clone()));
+                    }
+                }
+            }
+            Kind::Symlink(target) => {
+                b.symlink(dir, name, target, m)?;
+            }
+            Kind::Fifo => {
+                b.mknod(dir, name, m, mkext4::SpecialKind::Fifo)?;
+            }
+        }
+    }
+    Ok(())
+}

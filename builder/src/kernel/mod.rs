@@ -1,0 +1,132 @@
+//! The kernel: a Debian linux-image package, read by the builder itself (ar + tar; no dpkg),
+//! and the closure of modules the plan needs.
+
+mod closure;
+pub mod deb;
+pub mod modinfo;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+
+use keel_plan::Arch;
+
+pub use closure::{closure, Wanted};
+
+/// Modules every keel image needs, in the order they are asked for: the virtio transports,
+/// the disk, the filesystems of the partitions (ext4 wants a crc32c implementation for
+/// metadata checksums; its `softdep` names an alias, so the generic one is named here), overlay
+/// for writable roots and virtio-rng for early entropy. Built-in ones are skipped.
+pub const BASE_MODULES: &[&str] =
+    &["virtio_pci", "virtio_mmio", "virtio_blk", "crc32c_generic", "ext4", "overlay", "virtio_rng"];
+
+/// Problems with a kernel package.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// Not a Debian package we can read.
+    #[error("not a readable Debian package: {0}")]
+    NotADeb(String),
+    /// The package has no kernel image.
+    #[error("no boot/vmlinuz-* in the package")]
+    NoImage,
+    /// The package has no modules.builtin.
+    #[error("no lib/modules/{0}/modules.builtin in the package")]
+    NoBuiltin(String),
+    /// A module's `.modinfo` cannot be read.
+    #[error("module {path}: {reason}")]
+    BadModule {
+        /// Path in the package.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A needed module is neither a module file nor built in.
+    #[error("module `{name}` is not in the kernel package (needed by {needed_by})")]
+    MissingModule {
+        /// The module.
+        name: String,
+        /// Who asked for it.
+        needed_by: String,
+    },
+    /// A module dependency cycle.
+    #[error("module dependency cycle through `{0}`")]
+    Cycle(String),
+    /// The compressed kernel image cannot be unpacked.
+    #[error("cannot decompress the kernel image: {0}")]
+    Decompress(String),
+}
+
+/// One loadable module from the package.
+#[derive(Debug, Clone)]
+pub struct ModuleFile {
+    /// Path inside the package (`lib/modules/VER/kernel/…/x.ko`).
+    pub path: String,
+    /// The `.ko` bytes.
+    pub bytes: Vec<u8>,
+    /// Parsed `.modinfo`.
+    pub info: modinfo::ModInfo,
+}
+
+/// A kernel read from its package.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    /// Release string (`uname -r`), e.g. `6.1.0-56-amd64`.
+    pub release: String,
+    /// The kernel image as the boot stub loads it: bzImage on x86_64, the uncompressed `Image`
+    /// on aarch64 (Debian ships it gzip-compressed).
+    pub image: Vec<u8>,
+    /// Loadable modules by (normalised) name.
+    pub modules: BTreeMap<String, ModuleFile>,
+    /// Names of built-in modules.
+    pub builtin: BTreeSet<String>,
+}
+
+impl Kernel {
+    /// Read a Debian linux-image package.
+    pub fn from_deb(deb: &[u8], arch: Arch, mut progress: impl FnMut(&str)) -> Result<Kernel, KernelError> {
+        let mut vmlinuz: Option<(String, Vec<u8>)> = None;
+        let mut builtin_files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut modules = BTreeMap::new();
+        deb::for_each_file(
+            deb,
+            |p| {
+                p.starts_with("boot/vmlinuz-")
+                    || (p.starts_with("lib/modules/") && (p.ends_with(".ko") || p.ends_with("/modules.builtin")))
+            },
+            |p, bytes| {
+                progress(p);
+                if let Some(release) = p.strip_prefix("boot/vmlinuz-") {
+                    vmlinuz = Some((release.to_string(), bytes));
+                } else if p.ends_with("/modules.builtin") {
+                    builtin_files.insert(p.to_string(), bytes);
+                } else {
+                    let info = modinfo::read(&bytes)
+                        .map_err(|reason| KernelError::BadModule { path: p.to_string(), reason })?;
+                    let file_name = p.rsplit('/').next().unwrap_or(p).trim_end_matches(".ko");
+                    let name = info.name.clone().map(|n| modinfo::normalise(&n)).unwrap_or_else(|| modinfo::normalise(file_name));
+                    modules.insert(name, ModuleFile { path: p.to_string(), bytes, info });
+                }
+                Ok(())
+            },
+        )?;
+        let (release, image) = vmlinuz.ok_or(KernelError::NoImage)?;
+        let builtin_text = builtin_files
+            .get(&format!("lib/modules/{release}/modules.builtin"))
+            .ok_or_else(|| KernelError::NoBuiltin(release.clone()))?;
+        let builtin = String::from_utf8_lossy(builtin_text)
+            .lines()
+            .filter_map(|l| l.rsplit('/').next())
+            .map(|f| modinfo::normalise(f.trim_end_matches(".ko")))
+            .collect();
+        let image = match arch {
+            Arch::Aarch64 if image.starts_with(&[0x1f, 0x8b]) => {
+                let mut out = Vec::with_capacity(image.len() * 4);
+                flate2::read::GzDecoder::new(&image[..])
+                    .read_to_end(&mut out)
+                    .map_err(|e| KernelError::Decompress(e.to_string()))?;
+                out
+            }
+            _ => image,
+        };
+        Ok(Kernel { release, image, modules, builtin })
+    }
+}
