@@ -1,17 +1,7 @@
 //! keel: build a minimal container host image from one TOML file.
 
-mod build;
 mod cli;
-mod config;
-mod ext4;
-mod image;
-mod initramfs;
-mod kernel;
-mod output;
-mod progress;
-mod resolve;
 mod run;
-mod sink;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,9 +9,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use keel_plan::Arch;
 
-use crate::build::BuildError;
+use keel_builder::build::{self, BuildError};
+use keel_builder::config::{self, Config, ConfigErrors};
+use keel_builder::resolve;
+
 use crate::cli::{Cli, Command};
-use crate::config::{Config, ConfigErrors};
 
 /// Exit status for bad input (config, files and images it names).
 const EXIT_INPUT: u8 = 2;

@@ -1,1 +1,146 @@
-//! keel-tests: shared helpers for the integration tests.
+//! keel-tests: shared helpers for the build-and-boot tests and the benchmark.
+//!
+//! Tests drive the real `keel` binary (built by `make build`) and check what it writes with
+//! the standard tools. Nothing here skips: a missing tool or binary is a test failure that
+//! says what to run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+
+use keel_plan::Arch;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// The `keel` binary: `$KEEL_BIN`, else `target/release/keel` (from `make build`).
+pub fn keel_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("KEEL_BIN") {
+        return PathBuf::from(p);
+    }
+    let p = root().join("target/release/keel");
+    assert!(p.is_file(), "{} is missing: run `make build` first (or `make test`, which does)", p.display());
+    p
+}
+
+/// Run `keel` with `args` from the workspace root.
+pub fn keel(args: &[&str]) -> Output {
+    Command::new(keel_bin()).args(args).current_dir(root()).output().expect("run keel")
+}
+
+/// Run a tool, failing the test with its output if it cannot be started.
+pub fn tool(cmd: &str, args: &[&str]) -> Output {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{cmd}` ({e}): run `make setup` to install the test tools"))
+}
+
+/// stdout + stderr as text.
+pub fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// The artifacts of one build of a config.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// Output directory.
+    pub dir: PathBuf,
+    /// `NAME-ARCH.img`.
+    pub img: PathBuf,
+    /// `NAME-ARCH.efi`.
+    pub efi: PathBuf,
+    /// `NAME-ARCH.initrd`.
+    pub initrd: PathBuf,
+    /// What `keel build` printed.
+    pub log: String,
+}
+
+/// Build `config` (relative to the root) for `arch` into `out` (relative to target/keel-tests).
+pub fn build(config: &str, arch: Arch, out: &str) -> Built {
+    let dir = root().join("target/keel-tests").join(out);
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir_s = dir.to_string_lossy().into_owned();
+    let o = keel(&["build", config, "--arch", arch.name(), "-o", &dir_s]);
+    let log = text(&o);
+    assert!(o.status.success(), "keel build {config} --arch {arch} failed:\n{log}");
+    let name = Path::new(config).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = format!("{name}-{arch}");
+    Built {
+        img: dir.join(format!("{stem}.img")),
+        efi: dir.join(format!("{stem}.efi")),
+        initrd: dir.join(format!("{stem}.initrd")),
+        dir,
+        log,
+    }
+}
+
+/// One shared build of configs/hello.toml per arch (tests in one binary reuse it).
+pub fn hello(arch: Arch) -> Built {
+    static CACHE: OnceLock<Mutex<Vec<(Arch, Built)>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(Vec::new()));
+    let mut guard = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, b)) = guard.iter().find(|(a, _)| *a == arch) {
+        return b.clone();
+    }
+    let b = build("configs/hello.toml", arch, &format!("hello-{arch}-{}", std::process::id()));
+    guard.push((arch, b.clone()));
+    b
+}
+
+/// A GPT partition of a disk image, as `sgdisk -i` reports it.
+#[derive(Debug, Clone)]
+pub struct Partition {
+    /// 1-based number.
+    pub number: u32,
+    /// GPT partition name.
+    pub name: String,
+    /// First sector (512 bytes).
+    pub first: u64,
+    /// Last sector.
+    pub last: u64,
+}
+
+/// The partitions of `img`, read with sgdisk (not keel's own reader).
+pub fn partitions(img: &Path) -> Vec<Partition> {
+    let img_s = img.to_string_lossy().into_owned();
+    let mut out = Vec::new();
+    for n in 1..=8u32 {
+        let o = tool("sgdisk", &["-i", &n.to_string(), &img_s]);
+        let t = text(&o);
+        let field = |k: &str| {
+            t.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string())
+        };
+        let (Some(first), Some(last)) = (field("First sector:"), field("Last sector:")) else { break };
+        let num = |s: String| s.split_whitespace().next().and_then(|x| x.parse().ok()).unwrap_or(0);
+        let name = field("Partition name:").unwrap_or_default().trim_matches('\'').to_string();
+        out.push(Partition { number: n, name, first: num(first), last: num(last) });
+    }
+    out
+}
+
+/// Copy partition `p` of `img` into its own (sparse) file, for fsck tools that take no offset.
+pub fn extract(img: &Path, p: &Partition, dest: &Path) {
+    let o = tool(
+        "dd",
+        &[
+            &format!("if={}", img.display()),
+            &format!("of={}", dest.display()),
+            "bs=512",
+            &format!("skip={}", p.first),
+            &format!("count={}", p.last + 1 - p.first),
+            "conv=sparse",
+            "status=none",
+        ],
+    );
+    assert!(o.status.success(), "dd failed: {}", text(&o));
+}
+
+/// sha256 of a file.
+pub fn sha256(path: &Path) -> String {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    hex::encode(sha2::Sha256::digest(bytes))
+}

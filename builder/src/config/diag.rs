@@ -67,17 +67,28 @@ impl<'a> Locator<'a> {
     /// the source at the span: the bare key itself, or the key left of `=` on that line.
     pub fn from_toml(&self, err: &toml::de::Error) -> Diagnostic {
         let span = err.span().unwrap_or(0..0);
-        let key = self.key_at(&span);
         let message = err.message().lines().next().unwrap_or("invalid config").trim().to_string();
+        let mut key = self.key_at(&span);
+        if let Some(field) = message.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
+            key = if key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
+        }
         self.at(&span, key, message)
     }
 
-    /// Best-effort name of the key a span points into.
+    /// Best-effort name of the key a span points into: the bare key at the span, or the key
+    /// left of `=` on its line, prefixed by the enclosing table (`container[1].`, `host.`).
     fn key_at(&self, span: &Range<usize>) -> String {
+        let key = self.bare_key_at(span);
+        let table = self.table_at(span.start);
+        match (table.is_empty(), key.is_empty()) {
+            (true, _) => key,
+            (false, true) => table,
+            (false, false) => format!("{table}.{key}"),
+        }
+    }
+
+    fn bare_key_at(&self, span: &Range<usize>) -> String {
         let text = self.source.get(span.clone()).unwrap_or("").trim();
-        let is_key = |s: &str| {
-            !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        };
         if is_key(text) && !text.chars().all(|c| c.is_ascii_digit() || c == '.') {
             return text.to_string();
         }
@@ -88,21 +99,38 @@ impl<'a> Locator<'a> {
         // The nearest `key =` left of the span on its line.
         if let Some(eq) = before.rfind('=') {
             let lhs = &before[..eq];
-            let start = lhs
-                .rfind(|c: char| c == '{' || c == ',' )
-                .map(|i| i + 1)
-                .unwrap_or(0);
+            let start = lhs.rfind(['{', ',']).map(|i| i + 1).unwrap_or(0);
             let k = lhs[start..].trim();
             if is_key(k) {
                 return k.to_string();
             }
         }
-        let trimmed = line.trim();
-        if let Some(table) = trimmed.strip_prefix('[') {
-            return table.trim_matches(|c| c == '[' || c == ']' || c == ' ').to_string();
-        }
         String::new()
     }
+
+    /// The table whose body holds `offset`: `host`, `container[1]`, or empty at top level.
+    fn table_at(&self, offset: usize) -> String {
+        let before = self.source.get(..offset).unwrap_or("");
+        let headers: Vec<&str> = before
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with('['))
+            .collect();
+        let Some(last) = headers.last() else { return String::new() };
+        // A span on the header line itself belongs to the table it opens.
+        let name = |h: &str| h.trim_matches(|c| c == '[' || c == ']' || c == ' ').to_string();
+        if last.starts_with("[[") {
+            let n = name(last);
+            let index = headers.iter().filter(|h| h.starts_with("[[") && name(h) == n).count() - 1;
+            format!("{n}[{index}]")
+        } else {
+            name(last)
+        }
+    }
+}
+
+fn is_key(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
 
 #[cfg(test)]

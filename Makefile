@@ -1,0 +1,48 @@
+# keel: the two commands are `make demo` and `make test`. Both run `make setup` first and are
+# idempotent.
+SHELL := /bin/bash
+CARGO ?= cargo
+ARCH ?= $(shell uname -m | sed 's/arm64/aarch64/')
+OUT ?= out
+TEST_THREADS ?= 2
+
+.PHONY: all setup build demo test bench lint fmt clean
+
+all: build
+
+## setup: install what is missing (Debian packages, Rust targets, pinned kernels and stubs, the
+## example OCI image)
+setup:
+	@bash .ci/setup
+
+## build: target/release/keel and keel-init for both arches
+build: setup
+	$(CARGO) build --release -p keel-builder -p keel-tests
+	$(CARGO) build --release -p keel-init -p trivial-init --target x86_64-unknown-linux-musl
+	$(CARGO) build --release -p keel-init -p trivial-init --target aarch64-unknown-linux-musl
+
+## demo: build configs/hello.toml for this machine's arch and boot it under QEMU (TCG)
+demo: build
+	target/release/keel build configs/hello.toml --arch $(ARCH) -o $(OUT)
+	target/release/keel run $(OUT)/hello-$(ARCH).img --timeout 600s
+
+## test: every test, the QEMU boots on both arches included
+test: build
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) fmt --all -- --check
+	$(CARGO) test --release --workspace --exclude keel-init -- --test-threads=$(TEST_THREADS)
+	$(CARGO) test --release -p keel-init
+
+## bench: boot timeline against a trivial init, part sizes, build time
+bench: build
+	target/release/keel-bench
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) fmt --all -- --check
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	rm -rf target $(OUT)

@@ -1,0 +1,15 @@
+//! keel's builder: one TOML config in, a bootable container host image out.
+//!
+//! The binary `keel` (src/main.rs) is a thin CLI over this library; tests and benchmarks use
+//! the library directly for the pieces they need (the initramfs writer, config parsing).
+
+pub mod build;
+pub mod config;
+pub mod ext4;
+pub mod image;
+pub mod initramfs;
+pub mod kernel;
+pub mod output;
+pub mod progress;
+pub mod resolve;
+pub mod sink;

@@ -1,0 +1,149 @@
+//! Artifact tests: build configs/hello.toml for both arches and check every artifact with the
+//! standard tools (sgdisk, fsck.fat, mtools, e2fsck, zstd, cpio, objdump).
+
+use keel_plan::Arch;
+use keel_tests::{extract, hello, partitions, text, tool};
+
+fn check_disk(arch: Arch) {
+    let b = hello(arch);
+    let img = b.img.to_string_lossy().into_owned();
+
+    // GPT: sgdisk finds no problem, and the three partitions are there by name.
+    let v = tool("sgdisk", &["-v", &img]);
+    assert!(v.status.success() && text(&v).contains("No problems found"), "sgdisk -v:\n{}", text(&v));
+    let parts = partitions(&b.img);
+    let names: Vec<_> = parts.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names.len(), 3, "partitions: {parts:?}");
+    assert!(names.contains(&"keel-images") && names.contains(&"keel-data"), "partitions: {names:?}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    for p in &parts {
+        let f = tmp.path().join(format!("part{}", p.number));
+        extract(&b.img, p, &f);
+        let fs = f.to_string_lossy().into_owned();
+        if p.number == 1 {
+            // ESP: fsck.fat clean, the UKI at the removable-media default boot path.
+            let o = tool("fsck.fat", &["-n", "-v", &fs]);
+            let t = text(&o);
+            assert!(o.status.success(), "fsck.fat -n:\n{t}");
+            assert!(t.contains("FAT32"), "ESP is not FAT32:\n{t}");
+            let copy = tmp.path().join("boot.efi");
+            let path = format!("::EFI/BOOT/{}", arch.efi_boot_file());
+            let o = tool("mcopy", &["-n", "-i", &fs, &path, &copy.to_string_lossy()]);
+            assert!(o.status.success(), "mcopy {path}: {}", text(&o));
+            assert_eq!(keel_tests::sha256(&copy), keel_tests::sha256(&b.efi), "ESP boot file is not the UKI");
+        } else {
+            let o = tool("e2fsck", &["-f", "-n", &fs]);
+            assert!(o.status.success(), "e2fsck -fn {} ({}):\n{}", p.name, p.number, text(&o));
+            let o = tool("dumpe2fs", &["-h", &fs]);
+            assert!(text(&o).contains(&format!("Filesystem volume name:   {}", p.name)), "{}", text(&o));
+        }
+    }
+    // The container's image tree is on keel-images.
+    let images = parts.iter().find(|p| p.name == "keel-images").unwrap();
+    let f = tmp.path().join(format!("part{}", images.number));
+    let o = tool("debugfs", &["-R", "ls -p /", &f.to_string_lossy()]);
+    let listing = text(&o);
+    let tree = listing.lines().filter_map(|l| l.split('/').nth(5)).find(|n| n.len() == 16).unwrap_or_else(|| panic!("no image tree on keel-images:\n{listing}")).to_string();
+    let o = tool("debugfs", &["-R", &format!("stat /{tree}/bin/busybox"), &f.to_string_lossy()]);
+    assert!(text(&o).contains("Type: regular"), "busybox missing from the image tree:\n{}", text(&o));
+}
+
+fn check_initramfs(arch: Arch) {
+    let b = hello(arch);
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("zstd -dc '{}' | cpio -t --quiet", b.initrd.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "zstd | cpio -t: {}", text(&o));
+    let listing = String::from_utf8_lossy(&o.stdout).into_owned();
+    let mut modules = 0;
+    for entry in listing.lines() {
+        let allowed = matches!(entry, "dev" | "dev/console" | "etc" | "etc/keel" | "etc/keel/plan" | "init" | "lib" | "lib/modules");
+        let module = entry.starts_with("lib/modules/") && entry.ends_with(".ko");
+        modules += usize::from(module);
+        assert!(allowed || module, "unexpected initramfs entry `{entry}`:\n{listing}");
+    }
+    for must in ["init", "etc/keel/plan", "dev/console", "lib/modules/virtio_blk.ko", "lib/modules/ext4.ko"] {
+        assert!(listing.lines().any(|l| l == must), "initramfs lacks {must}:\n{listing}");
+    }
+    assert!(modules >= 5, "only {modules} modules:\n{listing}");
+    // /dev/console is a character device 5:1.
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("zstd -dc '{}' | cpio -tv --quiet dev/console", b.initrd.display()))
+        .output()
+        .unwrap();
+    let l = String::from_utf8_lossy(&o.stdout);
+    assert!(l.starts_with("crw") && l.contains("5,") && l.contains(" 1 "), "dev/console: {l}");
+    // Only one executable: init.
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("zstd -dc '{}' | cpio -tv --quiet | grep -c '^-..x'", b.initrd.display()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1", "more than one executable in the initramfs");
+}
+
+fn check_uki(arch: Arch) {
+    let b = hello(arch);
+    let o = tool("objdump", &["-h", &b.efi.to_string_lossy()]);
+    let t = text(&o);
+    assert!(o.status.success(), "objdump -h: {t}");
+    for s in [".osrel", ".cmdline", ".uname", ".linux", ".initrd"] {
+        assert!(t.lines().any(|l| l.split_whitespace().nth(1) == Some(s)), "UKI lacks {s}:\n{t}");
+    }
+    let fmt = match arch {
+        Arch::X86_64 => "pei-x86-64",
+        Arch::Aarch64 => "pei-aarch64-little",
+    };
+    assert!(t.contains(fmt), "UKI is not {fmt}:\n{t}");
+}
+
+#[test]
+fn disk_x86_64() {
+    check_disk(Arch::X86_64);
+}
+
+#[test]
+fn disk_aarch64() {
+    check_disk(Arch::Aarch64);
+}
+
+#[test]
+fn initramfs_x86_64() {
+    check_initramfs(Arch::X86_64);
+}
+
+#[test]
+fn initramfs_aarch64() {
+    check_initramfs(Arch::Aarch64);
+}
+
+#[test]
+fn uki_x86_64() {
+    check_uki(Arch::X86_64);
+}
+
+#[test]
+fn uki_aarch64() {
+    check_uki(Arch::Aarch64);
+}
+
+/// keel-init is static and under 3 MiB; the hello disk allocates under 40 MiB.
+#[test]
+fn sizes() {
+    use std::os::unix::fs::MetadataExt;
+    for arch in Arch::ALL {
+        let init = keel_tests::root().join("target").join(arch.musl_triple()).join("release/keel-init");
+        let md = std::fs::metadata(&init).unwrap_or_else(|e| panic!("{}: {e} (run `make build`)", init.display()));
+        assert!(md.len() < 3 << 20, "keel-init for {arch} is {} bytes", md.len());
+        let o = tool("file", &[&init.to_string_lossy()]);
+        assert!(text(&o).contains("statically linked") || text(&o).contains("static-pie"), "{}", text(&o));
+        let b = hello(arch);
+        let allocated = std::fs::metadata(&b.img).unwrap().blocks() * 512;
+        assert!(allocated < 40 << 20, "hello-{arch}.img allocates {allocated} bytes");
+        eprintln!("{arch}: keel-init {} bytes, hello disk allocates {} KiB", md.len(), allocated >> 10);
+    }
+}
