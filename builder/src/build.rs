@@ -194,7 +194,7 @@ pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Re
     parts.push(("uki".into(), uki_bytes.len() as u64));
 
     // Disk.
-    let out = Output::new(out_dir).map_err(anyhow::Error::from)?;
+    let mut out = Output::new(out_dir).map_err(anyhow::Error::from)?;
     let stem = format!("{}-{}", config.name, arch);
     let step = Step::start("disk", None);
     let esp_size = esp::fat32_size_for(uki_bytes.len() as u64);

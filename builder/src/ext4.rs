@@ -30,6 +30,13 @@ pub enum Ext4Error {
     Io(String, #[source] io::Error),
 }
 
+/// Journal size in 4 KiB blocks: jbd2's minimum. The images filesystem is mounted read-only
+/// and the data filesystem's journal only needs to cover metadata of small writes.
+pub const JOURNAL_BLOCKS: u32 = 1024;
+
+/// Smallest filesystem keel makes: mkext4 wants the journal to be at most a quarter of it.
+pub const MIN_SIZE: u64 = 4 * JOURNAL_BLOCKS as u64 * 4096;
+
 /// Fixed timestamp of filesystem-owned metadata: builds are reproducible.
 pub const EPOCH: i64 = 0;
 
@@ -67,7 +74,7 @@ pub fn size_for(trees: &[(String, &Tree)]) -> (u64, u32) {
         nodes += s.nodes;
     }
     let inodes = (nodes + 64).div_ceil(64) * 64;
-    let bytes = blocks * 4096 * 11 / 10 + inodes * 256 + (8 << 20);
+    let bytes = (blocks * 4096 * 11 / 10 + inodes * 256 + (8 << 20)).max(MIN_SIZE);
     (bytes.div_ceil(1 << 20) << 20, u32::try_from(inodes).unwrap_or(u32::MAX))
 }
 
@@ -86,6 +93,7 @@ pub fn write(
     let mut opts = Options::new(size, uuid, EPOCH);
     opts.label = Some(label.to_string());
     opts.reserved_percent = 0;
+    opts.journal_blocks = Some(JOURNAL_BLOCKS);
     if let Some(n) = inodes {
         opts.inodes = InodeCount::Exact(n);
     }

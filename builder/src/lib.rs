@@ -5,6 +5,8 @@
 
 pub mod build;
 pub mod config;
+pub mod disk;
+pub mod esp;
 pub mod ext4;
 pub mod image;
 pub mod initramfs;
@@ -13,3 +15,4 @@ pub mod output;
 pub mod progress;
 pub mod resolve;
 pub mod sink;
+pub mod uki;
