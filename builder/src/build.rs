@@ -79,7 +79,7 @@ pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Re
     let mut count = 0u64;
     let kernel = Kernel::from_deb(&deb, arch, |p| {
         count += 1;
-        if count % 64 == 0 {
+        if count.is_multiple_of(64) {
             step.message(p.to_string());
         }
     })

@@ -393,7 +393,9 @@ pub fn write_fat32(
     let write = |sink: &mut dyn Sink, offset: u64, data: &[u8]| sink.write_at(offset, data).map_err(EspError::Io);
     let boot = boot_sector(&g, &label, volume_id);
     let used = next - ROOT_CLUSTER;
-    let fsinfo = fsinfo_sector(g.clusters - used, next);
+    // Next-free hint: the first cluster after the data, or "unknown" when there is none.
+    let next_free = if used == g.clusters { u32::MAX } else { next };
+    let fsinfo = fsinfo_sector(g.clusters - used, next_free);
     for base in [0, u64::from(BACKUP_BOOT_SECTOR)] {
         write(sink, base * SECTOR, &boot)?;
         write(sink, (base + u64::from(FSINFO_SECTOR)) * SECTOR, &fsinfo)?;
@@ -496,6 +498,16 @@ mod tests {
         let big = vec![1u8; 34 * MIB as usize];
         let e = write_fat32(&mut VecSink::default(), 33 * MIB, "K", 1, &[("BIG", &big)]).unwrap_err();
         assert!(matches!(e, EspError::Full { available: 66512, .. }), "{e}");
+    }
+
+    #[test]
+    fn exactly_full() {
+        // 66512 clusters: one for the root directory, the rest for one file.
+        let data = vec![1u8; 66511 * 512];
+        let mut v = VecSink::default();
+        write_fat32(&mut v, 33 * MIB, "K", 1, &[("F", &data)]).unwrap();
+        assert_eq!(u32_at(&v.bytes, 512 + 488), 0, "free count");
+        assert_eq!(u32_at(&v.bytes, 512 + 492), u32::MAX, "next free");
     }
 
     #[test]

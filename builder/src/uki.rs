@@ -18,6 +18,9 @@
 //! - The stub 252 finds sections in its own loaded image (`pe_memory_locate_sections`), so they
 //!   must be inside SizeOfImage, which is recomputed. NumberOfSections, SizeOfCode and
 //!   SizeOfInitializedData are updated, and the PE checksum is recomputed (ukify zeroes it).
+//! - New section headers go right after the stub's section table, which needs room before
+//!   SizeOfHeaders and the first section's data (x86_64 stub: 7 free slots; aarch64: ~90). That
+//!   area must be zeros or AArch64 NOPs (gnu-efi pads the aarch64 stub's headers with them).
 //! - An unstripped COFF symbol table at the end of the stub (Debian's x86_64 stub has one) is
 //!   dropped, as ukify does; a signed stub is refused.
 //!

@@ -138,7 +138,7 @@ fn check_uki(arch: Arch) {
         osrel: b"ID=keel\nNAME=keel\n",
         cmdline: b"console=ttyS0 panic=-1",
         uname: b"6.1.0-56",
-        linux: &linux,
+        linux,
         initrd: &initrd,
     };
     let uki_bytes = uki::build_uki(&stub, &parts).unwrap();
@@ -217,8 +217,7 @@ fn pe_checksum_matches_the_x86_64_stubs_own() {
 fn uki_refuses_a_kernel_of_the_other_arch() {
     let stub = stub(Arch::X86_64);
     let linux = kernel(Arch::Aarch64);
-    let e = uki::build_uki(&stub, &UkiParts { osrel: b"", cmdline: b"", uname: b"", linux: &linux, initrd: b"" })
-        .unwrap_err();
+    let e = uki::build_uki(&stub, &UkiParts { osrel: b"", cmdline: b"", uname: b"", linux, initrd: b"" }).unwrap_err();
     assert_eq!(e.to_string(), "kernel is for aarch64 but the stub for x86_64");
 }
 
@@ -303,6 +302,18 @@ fn esp_empty_and_deterministic() {
 }
 
 #[test]
+fn esp_exactly_full_is_fsck_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let size = esp::min_fat32_size();
+    // 66512 clusters of 512 bytes at the minimum size: one is the root directory.
+    let data = pattern(66511 * 512, 2);
+    let img = fat_file(dir.path(), "full.img", size, &[("FULL.BIN", &data)]);
+    let report = fsck_clean(&img);
+    assert!(report.contains("66512/66512 clusters"), "{report}");
+    assert_eq!(mcopy_out(&s(&img), "FULL.BIN"), data);
+}
+
+#[test]
 fn esp_sized_for_a_payload_holds_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = pattern(45 * MIB as usize, 1);
@@ -382,13 +393,7 @@ fn check_boot_disk(arch: Arch) {
     let cmdline = format!("console={} panic=-1", arch.console());
     let uki_bytes = uki::build_uki(
         &stub(arch),
-        &UkiParts {
-            osrel: b"ID=keel\n",
-            cmdline: cmdline.as_bytes(),
-            uname: b"6.1.0-56",
-            linux: &linux,
-            initrd: &initrd,
-        },
+        &UkiParts { osrel: b"ID=keel\n", cmdline: cmdline.as_bytes(), uname: b"6.1.0-56", linux, initrd: &initrd },
     )
     .unwrap();
     let layout = disk::plan(b"uki-test", esp::fat32_size_for(uki_bytes.len() as u64), MIB, MIB);

@@ -161,16 +161,17 @@ impl Config {
 
     /// Parse and validate config text that came from `path`.
     pub fn parse(path: &Path, source: String) -> Result<Config, ConfigErrors> {
-        let loc = Locator::new(path, &source);
-        let raw: RawConfig = toml::from_str(&source).map_err(|e| ConfigErrors(vec![loc.from_toml(&e)]))?;
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut v = Validator { loc: &loc, base: &base, errors: Vec::new() };
-        let config = v.config(raw);
-        if !v.errors.is_empty() {
-            return Err(ConfigErrors(v.errors));
-        }
-        let mut config = config.ok_or_else(|| ConfigErrors(Vec::new()))?;
-        drop(loc);
+        let mut config = {
+            let loc = Locator::new(path, &source);
+            let raw: RawConfig = toml::from_str(&source).map_err(|e| ConfigErrors(vec![loc.from_toml(&e)]))?;
+            let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            let mut v = Validator { loc: &loc, base: &base, errors: Vec::new() };
+            let config = v.config(raw);
+            if !v.errors.is_empty() {
+                return Err(ConfigErrors(v.errors));
+            }
+            config.ok_or_else(|| ConfigErrors(Vec::new()))?
+        };
         config.path = path.to_path_buf();
         config.source = source;
         Ok(config)

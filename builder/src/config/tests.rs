@@ -44,7 +44,7 @@ fn good_config_parses() {
 fn unknown_key_is_located() {
     let d = first_error(&GOOD.replace("cmdline = \"quiet\"", "cmdline = \"quiet\"\ncolour = 1"));
     assert_eq!((d.line, d.column), (8, 1));
-    assert_eq!(d.key, "colour");
+    assert_eq!(d.key, "kernel.colour");
     assert!(d.message.contains("unknown field"), "{d}");
 }
 

@@ -185,7 +185,7 @@ impl Tree {
         let (name, parent) = comps.split_last().ok_or_else(|| PathError::Invalid(path.to_string()))?;
         let parent = self.resolve_dir(parent, None)?;
         let dir = self.dir_mut(&parent)?;
-        dir.get(name).map(|n| &*n).ok_or_else(|| PathError::Missing(path.to_string()))
+        dir.get(name).ok_or_else(|| PathError::Missing(path.to_string()))
     }
 
     /// Make sure a directory exists at a top-level `name` (mount points the runtime needs).
