@@ -1,1 +1,54 @@
-pub fn run(_: &std::path::Path, _: Option<&str>, _: Option<&str>, _: &str, _: Option<&str>, _: bool) -> anyhow::Result<bool> { anyhow::bail!("qemu crate not wired yet") }
+//! `keel run`: boot a disk image under QEMU through UEFI, serial console on this terminal.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use anyhow::Context;
+use keel_builder::config::units;
+use keel_qemu::{Accel, Arch, Boot, VmConfig};
+
+/// Boot `image`; `Ok(true)` when the guest powered off cleanly.
+pub fn run(
+    image: &Path,
+    arch: Option<&str>,
+    accel: Option<&str>,
+    timeout: &str,
+    memory: Option<&str>,
+    persist: bool,
+) -> anyhow::Result<bool> {
+    if !image.is_file() {
+        anyhow::bail!("{}: no such disk image", image.display());
+    }
+    let arch = match arch {
+        Some(a) => Arch::from_str(a).map_err(|e| anyhow::anyhow!("--arch: {e}"))?,
+        None => arch_from_name(image).or_else(Arch::host).context("cannot tell the guest arch: pass --arch")?,
+    };
+    let accel = match accel {
+        Some(a) => Accel::from_str(a).map_err(|e| anyhow::anyhow!("--accel: {e}"))?,
+        None => Accel::from_env_or_default().map_err(|e| anyhow::anyhow!("KEEL_ACCEL: {e}"))?,
+    };
+    let timeout = units::parse_duration(timeout).map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
+    let mut cfg = VmConfig::new(arch, Boot::Disk(image.to_path_buf()));
+    cfg.accel = accel;
+    cfg.serial_echo = true;
+    cfg.disk_snapshot = !persist;
+    if let Some(m) = memory {
+        let bytes = units::parse_size(m).map_err(|e| anyhow::anyhow!("--memory: {e}"))?;
+        cfg.memory_mib = u32::try_from(bytes >> 20).context("--memory is too large")?;
+    }
+    eprintln!("keel run: booting {} ({arch}, {accel}, timeout {}s)", image.display(), timeout.as_secs());
+    let outcome = keel_qemu::run_to_exit(&cfg, timeout)?;
+    if outcome.clean_poweroff {
+        eprintln!("keel run: the guest powered off cleanly after {:.1}s", outcome.wall.as_secs_f64());
+    } else {
+        eprintln!("keel run: the guest did not power off cleanly ({:.1}s)", outcome.wall.as_secs_f64());
+    }
+    Ok(outcome.clean_poweroff)
+}
+
+/// `NAME-aarch64.img` → aarch64.
+fn arch_from_name(image: &Path) -> Option<Arch> {
+    let stem = image.file_stem()?.to_string_lossy().into_owned();
+    let (_, suffix) = stem.rsplit_once('-')?;
+    Arch::from_str(suffix).ok()
+}

@@ -49,15 +49,22 @@ fn check_disk(arch: Arch) {
     assert!(text(&o).contains("Type: regular"), "busybox missing from the image tree:\n{}", text(&o));
 }
 
+/// `zstd -dc INITRD | cpio ARGS`, through duct's pipes.
+fn cpio_listing(initrd: &std::path::Path, args: &[&str]) -> String {
+    let o = duct::cmd("zstd", ["-dc".as_ref(), initrd.as_os_str()])
+        .pipe(duct::cmd("cpio", args))
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .expect("run zstd | cpio (make setup installs them)");
+    assert!(o.status.success(), "zstd -dc | cpio {args:?}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 fn check_initramfs(arch: Arch) {
     let b = hello(arch);
-    let o = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("zstd -dc '{}' | cpio -t --quiet", b.initrd.display()))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "zstd | cpio -t: {}", text(&o));
-    let listing = String::from_utf8_lossy(&o.stdout).into_owned();
+    let listing = cpio_listing(&b.initrd, &["-t", "--quiet"]);
     let mut modules = 0;
     for entry in listing.lines() {
         let allowed = matches!(entry, "dev" | "dev/console" | "etc" | "etc/keel" | "etc/keel/plan" | "init" | "lib" | "lib/modules");
@@ -69,21 +76,15 @@ fn check_initramfs(arch: Arch) {
         assert!(listing.lines().any(|l| l == must), "initramfs lacks {must}:\n{listing}");
     }
     assert!(modules >= 5, "only {modules} modules:\n{listing}");
+    let long = cpio_listing(&b.initrd, &["-tv", "--quiet"]);
     // /dev/console is a character device 5:1.
-    let o = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("zstd -dc '{}' | cpio -tv --quiet dev/console", b.initrd.display()))
-        .output()
-        .unwrap();
-    let l = String::from_utf8_lossy(&o.stdout);
-    assert!(l.starts_with("crw") && l.contains("5,") && l.contains(" 1 "), "dev/console: {l}");
-    // Only one executable: init.
-    let o = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("zstd -dc '{}' | cpio -tv --quiet | grep -c '^-..x'", b.initrd.display()))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1", "more than one executable in the initramfs");
+    let console = long.lines().find(|l| l.ends_with(" dev/console")).unwrap_or_else(|| panic!("no dev/console:\n{long}"));
+    let fields: Vec<&str> = console.split_whitespace().collect();
+    assert!(console.starts_with("crw") && fields.get(4) == Some(&"5,") && fields.get(5) == Some(&"1"), "dev/console: {console}");
+    // Exactly one executable: init.
+    let executables: Vec<&str> = long.lines().filter(|l| l.starts_with('-') && l.as_bytes().get(3) == Some(&b'x')).collect();
+    assert_eq!(executables.len(), 1, "executables in the initramfs: {executables:?}");
+    assert!(executables[0].ends_with(" init"), "the executable is not init: {executables:?}");
 }
 
 fn check_uki(arch: Arch) {
