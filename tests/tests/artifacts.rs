@@ -26,7 +26,7 @@ fn check_disk(arch: Arch) {
             let o = tool("fsck.fat", &["-n", "-v", &fs]);
             let t = text(&o);
             assert!(o.status.success(), "fsck.fat -n:\n{t}");
-            assert!(t.contains("FAT32"), "ESP is not FAT32:\n{t}");
+            assert!(t.contains("32 bit entries"), "ESP is not FAT32:\n{t}");
             let copy = tmp.path().join("boot.efi");
             let path = format!("::EFI/BOOT/{}", arch.efi_boot_file());
             let o = tool("mcopy", &["-n", "-i", &fs, &path, &copy.to_string_lossy()]);
