@@ -15,6 +15,11 @@ fn check_disk(arch: Arch) {
     let names: Vec<_> = parts.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names.len(), 3, "partitions: {parts:?}");
     assert!(names.contains(&"keel-images") && names.contains(&"keel-data"), "partitions: {names:?}");
+    // A second, independent reader: the `gpt` crate sees the same table.
+    let disk = gpt::GptConfig::new().writable(false).open(&b.img).expect("the gpt crate reads the disk");
+    let by_gpt: Vec<(String, u64, u64)> = disk.partitions().values().map(|p| (p.name.clone(), p.first_lba, p.last_lba)).collect();
+    let by_sgdisk: Vec<(String, u64, u64)> = parts.iter().map(|p| (p.name.clone(), p.first, p.last)).collect();
+    assert_eq!(by_gpt, by_sgdisk, "the gpt crate and sgdisk disagree");
 
     let tmp = tempfile::tempdir().unwrap();
     for p in &parts {
