@@ -91,7 +91,9 @@ pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Re
         .collect();
     for (m, span) in &config.kernel.modules {
         if !kernel.modules.contains_key(m) && !kernel.builtin.contains(m) {
-            return Err(loc.at(span, "kernel.modules", format!("module `{m}` is not in kernel {}", kernel.release)).into());
+            return Err(loc
+                .at(span, "kernel.modules", format!("module `{m}` is not in kernel {}", kernel.release))
+                .into());
         }
         wanted.push(Wanted { name: m.clone(), by: "kernel.modules".into(), required: true });
     }
@@ -212,16 +214,27 @@ pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Re
             match part.kind {
                 disk::PartKind::Esp => {
                     let mut s = crate::sink::OffsetSink::new(&mut sink, base);
-                    esp::write_fat32(&mut s, size, "KEEL-ESP", volume_id(&config.name), &[(
-                        &format!("EFI/BOOT/{}", arch.efi_boot_file()),
-                        &uki_bytes,
-                    )])
+                    esp::write_fat32(
+                        &mut s,
+                        size,
+                        "KEEL-ESP",
+                        volume_id(&config.name),
+                        &[(&format!("EFI/BOOT/{}", arch.efi_boot_file()), &uki_bytes)],
+                    )
                     .map_err(anyhow::Error::from)?;
                 }
                 disk::PartKind::Images => {
                     let uuid = ext4::uuid_for(&config.name, keel_plan::IMAGES_LABEL);
-                    ext4::write(&mut sink as &mut dyn Sink, base, size, keel_plan::IMAGES_LABEL, uuid, Some(images_inodes), &tree_refs)
-                        .map_err(anyhow::Error::from)?;
+                    ext4::write(
+                        &mut sink as &mut dyn Sink,
+                        base,
+                        size,
+                        keel_plan::IMAGES_LABEL,
+                        uuid,
+                        Some(images_inodes),
+                        &tree_refs,
+                    )
+                    .map_err(anyhow::Error::from)?;
                 }
                 disk::PartKind::Data => {
                     let uuid = ext4::uuid_for(&config.name, keel_plan::DATA_LABEL);
@@ -260,10 +273,14 @@ fn read_stub(path: &Path, arch: Arch) -> Result<Vec<u8>, String> {
         Arch::Aarch64 => "linuxaa64.efi.stub",
     };
     let mut found = None;
-    kernel::deb::for_each_file(&bytes, |p| p.ends_with(&format!("/{name}")), |_, b| {
-        found = Some(b);
-        Ok(())
-    })
+    kernel::deb::for_each_file(
+        &bytes,
+        |p| p.ends_with(&format!("/{name}")),
+        |_, b| {
+            found = Some(b);
+            Ok(())
+        },
+    )
     .map_err(|e| e.to_string())?;
     found.ok_or_else(|| format!("{} has no {name}", path.display()))
 }

@@ -21,7 +21,8 @@ impl Step {
                     .progress_chars("=> "),
             ),
             None => ProgressBar::new_spinner().with_style(
-                ProgressStyle::with_template("{prefix:>10} {spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ProgressStyle::with_template("{prefix:>10} {spinner} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             ),
         };
         bar.set_prefix(name);

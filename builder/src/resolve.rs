@@ -115,7 +115,8 @@ pub fn parse_user(s: &str) -> Result<UserSpec, String> {
         Some((u, g)) => (u, Some(g)),
         None => (s, None),
     };
-    let ok = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+    let ok =
+        |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
     if !ok(user) || group.is_some_and(|g| !ok(g)) {
         return Err(format!("`{s}` is not a user (expected uid[:gid] or name[:group])"));
     }
@@ -130,8 +131,10 @@ pub fn resolve_user(spec: Option<&str>, tree: &mut Tree) -> Result<(u32, u32), S
     let (uid, primary_gid) = match user.parse::<u32>() {
         Ok(uid) => (uid, lookup(&passwd, 2, &user).and_then(|f| f.get(3).and_then(|g| g.parse().ok())).or(Some(uid))),
         Err(_) => {
-            let f = lookup(&passwd, 0, &user).ok_or_else(|| format!("user `{user}` is not in the image's /etc/passwd"))?;
-            let uid = f.get(2).and_then(|u| u.parse().ok()).ok_or_else(|| format!("bad /etc/passwd entry for `{user}`"))?;
+            let f =
+                lookup(&passwd, 0, &user).ok_or_else(|| format!("user `{user}` is not in the image's /etc/passwd"))?;
+            let uid =
+                f.get(2).and_then(|u| u.parse().ok()).ok_or_else(|| format!("bad /etc/passwd entry for `{user}`"))?;
             (uid, f.get(3).and_then(|g| g.parse().ok()))
         }
     };
@@ -141,7 +144,8 @@ pub fn resolve_user(spec: Option<&str>, tree: &mut Tree) -> Result<(u32, u32), S
             Ok(gid) => gid,
             Err(_) => {
                 let groups = read_text(tree, "etc/group");
-                let f = lookup(&groups, 0, &g).ok_or_else(|| format!("group `{g}` is not in the image's /etc/group"))?;
+                let f =
+                    lookup(&groups, 0, &g).ok_or_else(|| format!("group `{g}` is not in the image's /etc/group"))?;
                 f.get(2).and_then(|x| x.parse().ok()).ok_or_else(|| format!("bad /etc/group entry for `{g}`"))?
             }
         },
@@ -182,14 +186,21 @@ mod tests {
         let mut t = Tree::default();
         let etc = t.resolve_dir(&["etc".into()], Some(Meta::root(0o755))).unwrap();
         let d = t.dir_mut(&etc).unwrap();
-        d.insert("passwd".into(), Node { meta: Meta::root(0o644), kind: Kind::File(Arc::new(passwd.as_bytes().to_vec())) });
-        d.insert("group".into(), Node { meta: Meta::root(0o644), kind: Kind::File(Arc::new(group.as_bytes().to_vec())) });
+        d.insert(
+            "passwd".into(),
+            Node { meta: Meta::root(0o644), kind: Kind::File(Arc::new(passwd.as_bytes().to_vec())) },
+        );
+        d.insert(
+            "group".into(),
+            Node { meta: Meta::root(0o644), kind: Kind::File(Arc::new(group.as_bytes().to_vec())) },
+        );
         t
     }
 
     #[test]
     fn users() {
-        let mut t = tree_with("root:x:0:0::/root:/bin/sh\nwww:x:33:34::/var/www:/bin/false\n", "root:x:0:\nstaff:x:50:\n");
+        let mut t =
+            tree_with("root:x:0:0::/root:/bin/sh\nwww:x:33:34::/var/www:/bin/false\n", "root:x:0:\nstaff:x:50:\n");
         assert_eq!(resolve_user(None, &mut t), Ok((0, 0)));
         assert_eq!(resolve_user(Some("www"), &mut t), Ok((33, 34)));
         assert_eq!(resolve_user(Some("www:staff"), &mut t), Ok((33, 50)));

@@ -1,1 +1,129 @@
-fn main() {}
+//! keel-init: PID 1 of a keel machine.
+//!
+//! Boot: console, timeline, plan, modules opened, off the initramfs onto a tmpfs root, /proc /sys
+//! /dev /run /sys/fs/cgroup, modules loaded, keel partitions found and mounted, host name,
+//! containers started through keel-runtime; then supervision until the machine is done, and
+//! shutdown. A fatal boot error prints `keel: fatal: <reason>` and shuts down per the plan's
+//! `on_failure`. PID 1 never exits and never panics: a panic is caught and powers off.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
+mod console;
+mod disks;
+mod lifecycle;
+mod modules;
+mod mounts;
+mod output;
+mod shutdown;
+mod supervisor;
+mod sys;
+mod timeline;
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use keel_plan::{Plan, IMAGES_MOUNT, PLAN_PATH};
+
+use crate::shutdown::Action;
+use crate::supervisor::Supervisor;
+use crate::timeline::Event;
+
+/// Signals PID 1 blocks and reads from a signalfd.
+const SIGNALS: [libc::c_int; 6] =
+    [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGPWR, libc::SIGUSR1, libc::SIGUSR2];
+
+fn main() {
+    let pid = std::process::id();
+    if pid != 1 {
+        eprintln!("keel-init is PID 1 of a keel machine: it mounts over /, kills every process and powers off, so it refuses to run as pid {pid}");
+        std::process::exit(2);
+    }
+    let action = std::panic::catch_unwind(boot).unwrap_or_else(|_| {
+        console::say("fatal: keel-init panicked");
+        Action::Poweroff
+    });
+    let _ = std::panic::catch_unwind(|| shutdown::run(action));
+    shutdown::halt_forever()
+}
+
+/// Boot and supervise; returns how to shut down.
+fn boot() -> Action {
+    console::setup();
+    // Block the signals first, so none is lost (or kills us) during boot.
+    let signals = sys::signalfd(&SIGNALS);
+    timeline::mark(Event::InitStart);
+    if let Err(e) = sys::ctrl_alt_del_to_sigint() {
+        console::say(format_args!("route Ctrl-Alt-Del to SIGINT: {e}"));
+    }
+    let plan = match read_plan(Path::new(PLAN_PATH)) {
+        Ok(plan) => plan,
+        Err(e) => {
+            console::say(format_args!("fatal: {e:#}"));
+            return Action::Poweroff;
+        }
+    };
+    match start(&plan, signals) {
+        Ok(action) => action,
+        Err(e) => {
+            console::say(format_args!("fatal: {e:#}"));
+            plan.on_failure.into()
+        }
+    }
+}
+
+fn read_plan(path: &Path) -> anyhow::Result<Plan> {
+    let bytes = std::fs::read(path).with_context(|| format!("read the plan {}", path.display()))?;
+    Plan::from_bytes(&bytes).with_context(|| format!("read the plan {}", path.display()))
+}
+
+/// The boot sequence proper; an error is fatal.
+fn start(plan: &Plan, signals: io::Result<OwnedFd>) -> anyhow::Result<Action> {
+    let signals = signals.context("block signals")?;
+    let modules = modules::open(&plan.modules)?;
+    mounts::leave_initramfs(Path::new(mounts::NEW_ROOT))?;
+    mounts::mount_all(&mounts::BASE)?;
+    let loaded = modules::load(&modules)?;
+    drop(modules);
+    timeline::mark(Event::ModulesLoaded(loaded));
+    disks::mount(Duration::from_millis(plan.disk_timeout_ms))?;
+    timeline::mark(Event::DisksMounted);
+    if let Err(e) = sys::sethostname(&plan.hostname) {
+        console::say(format_args!("set the host name to {}: {e}", plan.hostname));
+    }
+    let mut supervisor = Supervisor::new(signals, plan.on_exit);
+    for c in &plan.containers {
+        match keel_runtime::spawn(c, Path::new(IMAGES_MOUNT)) {
+            Ok(running) => {
+                timeline::mark(Event::ContainerStart(&c.name));
+                supervisor.add(&c.name, running);
+            }
+            Err(e) => console::say(format_args!("container {} failed to start: {}", c.name, console::chain(&e))),
+        }
+    }
+    Ok(supervisor.run())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_plan_is_explained() {
+        let t = tempfile::tempdir().unwrap();
+        let missing = t.path().join("plan");
+        let e = read_plan(&missing).unwrap_err();
+        assert!(format!("{e:#}").starts_with(&format!("read the plan {}: ", missing.display())), "{e:#}");
+        std::fs::write(&missing, b"{\"version\": 99}").unwrap();
+        let e = read_plan(&missing).unwrap_err();
+        assert!(format!("{e:#}").contains("plan is not valid"), "{e:#}");
+    }
+
+    #[test]
+    fn the_shutdown_signals_are_blocked() {
+        for sig in [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGPWR] {
+            assert!(SIGNALS.contains(&sig));
+        }
+    }
+}

@@ -110,9 +110,7 @@ pub fn partitions(img: &Path) -> Vec<Partition> {
     for n in 1..=8u32 {
         let o = tool("sgdisk", &["-i", &n.to_string(), &img_s]);
         let t = text(&o);
-        let field = |k: &str| {
-            t.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string())
-        };
+        let field = |k: &str| t.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string());
         let (Some(first), Some(last)) = (field("First sector:"), field("Last sector:")) else { break };
         let num = |s: String| s.split_whitespace().next().and_then(|x| x.parse().ok()).unwrap_or(0);
         let name = field("Partition name:").unwrap_or_default().trim_matches('\'').to_string();

@@ -17,7 +17,8 @@ fn check_disk(arch: Arch) {
     assert!(names.contains(&"keel-images") && names.contains(&"keel-data"), "partitions: {names:?}");
     // A second, independent reader: the `gpt` crate sees the same table.
     let disk = gpt::GptConfig::new().writable(false).open(&b.img).expect("the gpt crate reads the disk");
-    let by_gpt: Vec<(String, u64, u64)> = disk.partitions().values().map(|p| (p.name.clone(), p.first_lba, p.last_lba)).collect();
+    let by_gpt: Vec<(String, u64, u64)> =
+        disk.partitions().values().map(|p| (p.name.clone(), p.first_lba, p.last_lba)).collect();
     let by_sgdisk: Vec<(String, u64, u64)> = parts.iter().map(|p| (p.name.clone(), p.first, p.last)).collect();
     assert_eq!(by_gpt, by_sgdisk, "the gpt crate and sgdisk disagree");
 
@@ -49,7 +50,12 @@ fn check_disk(arch: Arch) {
     let f = tmp.path().join(format!("part{}", images.number));
     let o = tool("debugfs", &["-R", "ls -p /", &f.to_string_lossy()]);
     let listing = text(&o);
-    let tree = listing.lines().filter_map(|l| l.split('/').nth(5)).find(|n| n.len() == 16).unwrap_or_else(|| panic!("no image tree on keel-images:\n{listing}")).to_string();
+    let tree = listing
+        .lines()
+        .filter_map(|l| l.split('/').nth(5))
+        .find(|n| n.len() == 16)
+        .unwrap_or_else(|| panic!("no image tree on keel-images:\n{listing}"))
+        .to_string();
     let o = tool("debugfs", &["-R", &format!("stat /{tree}/bin/busybox"), &f.to_string_lossy()]);
     assert!(text(&o).contains("Type: regular"), "busybox missing from the image tree:\n{}", text(&o));
 }
@@ -72,7 +78,10 @@ fn check_initramfs(arch: Arch) {
     let listing = cpio_listing(&b.initrd, &["-t", "--quiet"]);
     let mut modules = 0;
     for entry in listing.lines() {
-        let allowed = matches!(entry, "dev" | "dev/console" | "etc" | "etc/keel" | "etc/keel/plan" | "init" | "lib" | "lib/modules");
+        let allowed = matches!(
+            entry,
+            "dev" | "dev/console" | "etc" | "etc/keel" | "etc/keel/plan" | "init" | "lib" | "lib/modules"
+        );
         let module = entry.starts_with("lib/modules/") && entry.ends_with(".ko");
         modules += usize::from(module);
         assert!(allowed || module, "unexpected initramfs entry `{entry}`:\n{listing}");
@@ -83,11 +92,16 @@ fn check_initramfs(arch: Arch) {
     assert!(modules >= 5, "only {modules} modules:\n{listing}");
     let long = cpio_listing(&b.initrd, &["-tv", "--quiet"]);
     // /dev/console is a character device 5:1.
-    let console = long.lines().find(|l| l.ends_with(" dev/console")).unwrap_or_else(|| panic!("no dev/console:\n{long}"));
+    let console =
+        long.lines().find(|l| l.ends_with(" dev/console")).unwrap_or_else(|| panic!("no dev/console:\n{long}"));
     let fields: Vec<&str> = console.split_whitespace().collect();
-    assert!(console.starts_with("crw") && fields.get(4) == Some(&"5,") && fields.get(5) == Some(&"1"), "dev/console: {console}");
+    assert!(
+        console.starts_with("crw") && fields.get(4) == Some(&"5,") && fields.get(5) == Some(&"1"),
+        "dev/console: {console}"
+    );
     // Exactly one executable: init.
-    let executables: Vec<&str> = long.lines().filter(|l| l.starts_with('-') && l.as_bytes().get(3) == Some(&b'x')).collect();
+    let executables: Vec<&str> =
+        long.lines().filter(|l| l.starts_with('-') && l.as_bytes().get(3) == Some(&b'x')).collect();
     assert_eq!(executables.len(), 1, "executables in the initramfs: {executables:?}");
     assert!(executables[0].ends_with(" init"), "the executable is not init: {executables:?}");
 }

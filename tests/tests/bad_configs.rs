@@ -14,7 +14,8 @@ fn cases() -> Vec<(PathBuf, String)> {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .map(|p| {
             let first = std::fs::read_to_string(&p).unwrap().lines().next().unwrap_or("").to_string();
-            let key = first.strip_prefix("# expect-key: ").unwrap_or_else(|| panic!("{}: no expect-key line", p.display()));
+            let key =
+                first.strip_prefix("# expect-key: ").unwrap_or_else(|| panic!("{}: no expect-key line", p.display()));
             (p, key.trim().to_string())
         })
         .collect();
@@ -22,7 +23,7 @@ fn cases() -> Vec<(PathBuf, String)> {
     out
 }
 
-fn check_error(what: &str, path: &PathBuf, key: &str, o: &std::process::Output) -> Result<(), String> {
+fn check_error(what: &str, path: &std::path::Path, key: &str, o: &std::process::Output) -> Result<(), String> {
     if o.status.code() != Some(2) {
         return Err(format!("{what} {}: exit {:?}, want 2:\n{}", path.display(), o.status.code(), text(o)));
     }
@@ -33,7 +34,8 @@ fn check_error(what: &str, path: &PathBuf, key: &str, o: &std::process::Output) 
     }
     let line = lines[0];
     let prefix = format!("{}:", path.display());
-    let rest = line.strip_prefix(&prefix).ok_or_else(|| format!("{what}: error does not start with the file name: {line}"))?;
+    let rest =
+        line.strip_prefix(&prefix).ok_or_else(|| format!("{what}: error does not start with the file name: {line}"))?;
     let mut it = rest.splitn(3, ':');
     let (l, c) = (it.next().unwrap_or(""), it.next().unwrap_or(""));
     if l.parse::<u32>().is_err() || c.parse::<u32>().is_err() {
@@ -67,7 +69,13 @@ fn bad_configs_fail_cleanly() {
         eprintln!("ok: {} ({key})", path.file_name().unwrap().to_string_lossy());
     }
     assert!(std::fs::read_dir(out_root.path()).unwrap().next().is_none(), "output left behind");
-    assert!(failures.is_empty(), "{} of {} bad configs misbehaved:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} bad configs misbehaved:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 /// A build that fails late (after reading the kernel) leaves an existing output directory as
@@ -79,7 +87,9 @@ fn failed_build_keeps_existing_output_untouched() {
     let cfg = dir.path().join("late.toml");
     let good = std::fs::read_to_string(root().join("configs/hello.toml")).unwrap();
     let abs = root().join(".cache").to_string_lossy().into_owned();
-    let bad = good.replace("../.cache", &abs).replace("cmdline = \"quiet\"", "cmdline = \"quiet\"\nmodules = [\"no_such_module\"]");
+    let bad = good
+        .replace("../.cache", &abs)
+        .replace("cmdline = \"quiet\"", "cmdline = \"quiet\"\nmodules = [\"no_such_module\"]");
     std::fs::write(&cfg, bad).unwrap();
     let o = keel(&["build", &cfg.to_string_lossy(), "-o", &dir.path().to_string_lossy()]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));

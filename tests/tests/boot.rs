@@ -35,11 +35,16 @@ fn boot_hello(arch: Arch) {
         Arch::Aarch64 => "aarch64",
     };
     assert!(greeting.text.contains(uname), "{arch}: greeting from the wrong machine: {}", greeting.text);
-    assert!(
-        console.contains("container hello exited with status 0"),
-        "{arch}: no exit status report:\n{console}"
-    );
-    for event in ["init-start", "modules-loaded", "disks-mounted", "container-start hello", "container-first-output hello", "shutdown-begin", "shutdown-end"] {
+    assert!(console.contains("container hello exited with status 0"), "{arch}: no exit status report:\n{console}");
+    for event in [
+        "init-start",
+        "modules-loaded",
+        "disks-mounted",
+        "container-start hello",
+        "container-first-output hello",
+        "shutdown-begin",
+        "shutdown-end",
+    ] {
         assert!(
             outcome.lines.iter().any(|l| l.text.starts_with(keel_plan::TIMELINE_PREFIX) && l.text.contains(event)),
             "{arch}: no `{event}` in the boot timeline:\n{console}"

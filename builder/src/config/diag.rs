@@ -54,13 +54,7 @@ impl<'a> Locator<'a> {
     /// A diagnostic at `span` for `key`.
     pub fn at(&self, span: &Range<usize>, key: impl Into<String>, message: impl Into<String>) -> Diagnostic {
         let (line, column) = self.line_col(span.start);
-        Diagnostic {
-            file: self.file.to_path_buf(),
-            line,
-            column,
-            key: key.into(),
-            message: message.into(),
-        }
+        Diagnostic { file: self.file.to_path_buf(), line, column, key: key.into(), message: message.into() }
     }
 
     /// A diagnostic for an error from the TOML parser / deserialiser. The key is recovered from
@@ -111,11 +105,7 @@ impl<'a> Locator<'a> {
     /// The table whose body holds `offset`: `host`, `container[1]`, or empty at top level.
     fn table_at(&self, offset: usize) -> String {
         let before = self.source.get(..offset).unwrap_or("");
-        let headers: Vec<&str> = before
-            .lines()
-            .map(str::trim)
-            .filter(|l| l.starts_with('['))
-            .collect();
+        let headers: Vec<&str> = before.lines().map(str::trim).filter(|l| l.starts_with('[')).collect();
         let Some(last) = headers.last() else { return String::new() };
         // A span on the header line itself belongs to the table it opens.
         let name = |h: &str| h.trim_matches(|c| c == '[' || c == ']' || c == ' ').to_string();

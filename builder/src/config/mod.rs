@@ -225,11 +225,7 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 
 fn verify_file(loc: &Locator<'_>, f: &FileRef) -> Result<(), Diagnostic> {
     if !f.path.is_file() {
-        return Err(loc.at(
-            &f.path_span,
-            format!("{}.path", f.key),
-            format!("file not found: {}", f.path.display()),
-        ));
+        return Err(loc.at(&f.path_span, format!("{}.path", f.key), format!("file not found: {}", f.path.display())));
     }
     let got = sha256_file(&f.path).map_err(|e| {
         loc.at(&f.path_span, format!("{}.path", f.key), format!("cannot read {}: {e}", f.path.display()))
@@ -281,7 +277,10 @@ impl Validator<'_> {
             self.err(
                 &raw.version.span(),
                 "version",
-                format!("unsupported config version {} (this keel reads version {CONFIG_VERSION})", raw.version.get_ref()),
+                format!(
+                    "unsupported config version {} (this keel reads version {CONFIG_VERSION})",
+                    raw.version.get_ref()
+                ),
             );
         }
         let name = raw.name.get_ref().clone();
@@ -338,16 +337,7 @@ impl Validator<'_> {
         if containers.is_empty() {
             self.err(&(0..0), "container", "no [[container]]: an image needs at least one container");
         }
-        Some(Config {
-            path: PathBuf::new(),
-            source: String::new(),
-            name,
-            arch,
-            kernel,
-            host,
-            data_size,
-            containers,
-        })
+        Some(Config { path: PathBuf::new(), source: String::new(), name, arch, kernel, host, data_size, containers })
     }
 
     fn file(&mut self, key: String, f: Spanned<RawFile>) -> FileRef {
@@ -387,7 +377,11 @@ impl Validator<'_> {
         let packages = self.per_arch("package", k.package);
         let stubs = self.per_arch("stub", k.stub);
         if packages.is_empty() {
-            self.err(&span, "kernel.package", "no kernel package: add `package.x86_64 = { path = \"…\", sha256 = \"…\" }`");
+            self.err(
+                &span,
+                "kernel.package",
+                "no kernel package: add `package.x86_64 = { path = \"…\", sha256 = \"…\" }`",
+            );
         }
         let mut modules = Vec::new();
         for (i, m) in k.modules.into_iter().enumerate() {
@@ -418,7 +412,11 @@ impl Validator<'_> {
                 "reboot" => OnExit::Reboot,
                 "wait" => OnExit::Wait,
                 other => {
-                    self.err(&s.span(), "host.on-exit", format!("unknown value `{other}` (expected poweroff, reboot or wait)"));
+                    self.err(
+                        &s.span(),
+                        "host.on-exit",
+                        format!("unknown value `{other}` (expected poweroff, reboot or wait)"),
+                    );
                     OnExit::Poweroff
                 }
             },
@@ -429,7 +427,11 @@ impl Validator<'_> {
                 "poweroff" => OnFailure::Poweroff,
                 "reboot" => OnFailure::Reboot,
                 other => {
-                    self.err(&s.span(), "host.on-failure", format!("unknown value `{other}` (expected poweroff or reboot)"));
+                    self.err(
+                        &s.span(),
+                        "host.on-failure",
+                        format!("unknown value `{other}` (expected poweroff or reboot)"),
+                    );
                     OnFailure::Poweroff
                 }
             },

@@ -21,11 +21,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "kB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        other => {
-            return Err(format!(
-                "unknown size unit `{other}` in `{s}` (use B, KiB, MiB, GiB, TiB, kB, MB or GB)"
-            ))
-        }
+        other => return Err(format!("unknown size unit `{other}` in `{s}` (use B, KiB, MiB, GiB, TiB, kB, MB or GB)")),
     };
     n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
 }
@@ -35,9 +31,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration: expected a number and a unit such as 10s"))?;
+    let n: u64 =
+        num.parse().map_err(|_| format!("`{s}` is not a duration: expected a number and a unit such as 10s"))?;
     let d = match unit.trim() {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),

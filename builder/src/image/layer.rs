@@ -130,20 +130,16 @@ pub fn apply<R: Read>(tree: &mut Tree, tar: R) -> Result<LayerStats, LayerError>
                 Kind::File(Arc::new(data))
             }
             tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default();
+                let target =
+                    entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
                 if target.is_empty() || target.contains('\0') {
                     return Err(path_err(PathError::Invalid(format!("symlink target `{target}`"))));
                 }
                 Kind::Symlink(target)
             }
             tar::EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default();
+                let target =
+                    entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
                 let bad = || LayerError::BadHardlink { path: raw_path.clone(), target: target.clone() };
                 match tree.lookup(&target) {
                     Ok(Node { kind: Kind::File(data), .. }) => Kind::File(data.clone()),
@@ -245,8 +241,22 @@ mod tests {
     #[test]
     fn whiteouts_and_opaque_dirs() {
         let mut t = Tree::default();
-        apply(&mut t, &layer(&[E::Dir("etc"), E::File("etc/a", b"1"), E::File("etc/b", b"2"), E::Dir("var"), E::File("var/x", b"x")])[..]).unwrap();
-        let s = apply(&mut t, &layer(&[E::File("etc/.wh.a", b""), E::File("var/.wh..wh..opq", b""), E::File("var/y", b"y")])[..]).unwrap();
+        apply(
+            &mut t,
+            &layer(&[
+                E::Dir("etc"),
+                E::File("etc/a", b"1"),
+                E::File("etc/b", b"2"),
+                E::Dir("var"),
+                E::File("var/x", b"x"),
+            ])[..],
+        )
+        .unwrap();
+        let s = apply(
+            &mut t,
+            &layer(&[E::File("etc/.wh.a", b""), E::File("var/.wh..wh..opq", b""), E::File("var/y", b"y")])[..],
+        )
+        .unwrap();
         assert_eq!(s.whiteouts, 2);
         assert_eq!(names(&mut t, &["etc"]), ["b"]);
         assert_eq!(names(&mut t, &["var"]), ["y"]);

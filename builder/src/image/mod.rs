@@ -98,7 +98,11 @@ impl ImageRef {
     pub fn parse(s: &str, base: &Path) -> Result<ImageRef, ImageError> {
         let abs = |p: &str| {
             let p = Path::new(p);
-            if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
         };
         if let Some(rest) = s.strip_prefix("oci:") {
             // The tag is after the last `:` unless that `:` is part of the path (contains `/`).
@@ -197,7 +201,8 @@ pub struct FlattenStats {
 }
 
 /// Directories every tree gets (mount points of the runtime), with their modes.
-pub const MOUNT_POINTS: &[(&str, u32)] = &[("proc", 0o555), ("sys", 0o555), ("dev", 0o755), ("tmp", 0o1777), ("run", 0o755)];
+pub const MOUNT_POINTS: &[(&str, u32)] =
+    &[("proc", 0o555), ("sys", 0o555), ("dev", 0o755), ("tmp", 0o1777), ("run", 0o755)];
 
 /// Flatten an image into one tree, verifying every layer's digests.
 pub fn flatten(image: &Image, mut progress: impl FnMut(u64, u64)) -> Result<(Tree, FlattenStats), ImageError> {
@@ -279,7 +284,11 @@ fn meta_of(md: &std::fs::Metadata) -> Meta {
     Meta { mode: md.mode() & 0o7777, uid: md.uid(), gid: md.gid(), mtime: md.mtime() }
 }
 
-fn read_dir_into(path: &Path, node: &mut Node, links: &mut BTreeMap<(u64, u64), Arc<Vec<u8>>>) -> Result<(), ImageError> {
+fn read_dir_into(
+    path: &Path,
+    node: &mut Node,
+    links: &mut BTreeMap<(u64, u64), Arc<Vec<u8>>>,
+) -> Result<(), ImageError> {
     let io = |p: &Path| {
         let p = p.to_path_buf();
         move |e| ImageError::Io(p, e)

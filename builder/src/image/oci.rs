@@ -137,8 +137,8 @@ impl Layout {
         let text = std::fs::read_to_string(&marker).map_err(|e| {
             ImageError::Invalid(format!("{} is not an OCI image layout (no oci-layout file: {e})", dir.display()))
         })?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| ImageError::Invalid(format!("{}: {e}", marker.display())))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ImageError::Invalid(format!("{}: {e}", marker.display())))?;
         if v.get("imageLayoutVersion").and_then(|v| v.as_str()) != Some("1.0.0") {
             return Err(ImageError::Invalid(format!("{}: unsupported imageLayoutVersion", marker.display())));
         }
@@ -174,17 +174,23 @@ impl Layout {
     pub fn resolve(&self, tag: Option<&str>, arch: Arch) -> Result<Resolved, ImageError> {
         let index_path = self.dir.join("index.json");
         let text = std::fs::read(&index_path).map_err(|e| ImageError::Io(index_path.clone(), e))?;
-        let index: Index = serde_json::from_slice(&text)
-            .map_err(|e| ImageError::Invalid(format!("{}: {e}", index_path.display())))?;
+        let index: Index =
+            serde_json::from_slice(&text).map_err(|e| ImageError::Invalid(format!("{}: {e}", index_path.display())))?;
         let tagged: Vec<&Descriptor> = match tag {
-            Some(t) => index.manifests.iter().filter(|d| d.annotations.get(REF_NAME).map(String::as_str) == Some(t)).collect(),
+            Some(t) => {
+                index.manifests.iter().filter(|d| d.annotations.get(REF_NAME).map(String::as_str) == Some(t)).collect()
+            }
             None => {
                 let latest: Vec<_> = index
                     .manifests
                     .iter()
                     .filter(|d| d.annotations.get(REF_NAME).map(String::as_str) == Some("latest"))
                     .collect();
-                if latest.is_empty() { index.manifests.iter().collect() } else { latest }
+                if latest.is_empty() {
+                    index.manifests.iter().collect()
+                } else {
+                    latest
+                }
             }
         };
         if tagged.is_empty() {
@@ -224,7 +230,8 @@ impl Layout {
         };
         let fitting: Vec<&Descriptor> = candidates.iter().copied().filter(matches_arch).collect();
         let Some(first) = fitting.first() else {
-            let archs: Vec<_> = candidates.iter().filter_map(|d| d.platform.as_ref()).map(|p| p.architecture.clone()).collect();
+            let archs: Vec<_> =
+                candidates.iter().filter_map(|d| d.platform.as_ref()).map(|p| p.architecture.clone()).collect();
             return Err(ImageError::NoPlatform { wanted: arch, available: archs.join(", ") });
         };
         // Prefer an entry that names our platform explicitly.
@@ -242,7 +249,10 @@ impl Layout {
 
 fn verify(digest: &str, size: u64, bytes: &[u8]) -> Result<(), ImageError> {
     if bytes.len() as u64 != size {
-        return Err(ImageError::Digest { digest: digest.into(), reason: format!("size {} != descriptor size {size}", bytes.len()) });
+        return Err(ImageError::Digest {
+            digest: digest.into(),
+            reason: format!("size {} != descriptor size {size}", bytes.len()),
+        });
     }
     let got = hex::encode(Sha256::digest(bytes));
     if got != hex_of(digest)? {
@@ -272,7 +282,10 @@ impl<R: Read> DigestReader<R> {
             .map_err(|e| ImageError::Digest { digest: self.digest.clone(), reason: e.to_string() })?;
         if let Some(size) = self.size {
             if self.read != size {
-                return Err(ImageError::Digest { digest: self.digest, reason: format!("size {} != descriptor size {size}", self.read) });
+                return Err(ImageError::Digest {
+                    digest: self.digest,
+                    reason: format!("size {} != descriptor size {size}", self.read),
+                });
             }
         }
         let got = hex::encode(self.hasher.finalize());

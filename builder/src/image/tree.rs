@@ -166,9 +166,7 @@ impl Tree {
         let mut node = &mut self.root;
         for (i, c) in comps.iter().enumerate() {
             node = match &mut node.kind {
-                Kind::Dir(children) => {
-                    children.get_mut(c).ok_or_else(|| PathError::Missing(comps[..=i].join("/")))?
-                }
+                Kind::Dir(children) => children.get_mut(c).ok_or_else(|| PathError::Missing(comps[..=i].join("/")))?,
                 _ => return Err(PathError::NotADir(comps[..i].join("/"))),
             };
         }
@@ -279,7 +277,10 @@ mod tests {
     fn files_are_not_dirs() {
         let mut t = Tree::default();
         t.dir_mut(&[]).unwrap().insert("f".into(), file(b"x"));
-        assert!(matches!(t.resolve_dir(&["f".into(), "g".into()], Some(Meta::root(0o755))), Err(PathError::NotADir(_))));
+        assert!(matches!(
+            t.resolve_dir(&["f".into(), "g".into()], Some(Meta::root(0o755))),
+            Err(PathError::NotADir(_))
+        ));
     }
 
     #[test]

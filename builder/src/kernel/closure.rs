@@ -100,7 +100,13 @@ mod tests {
     #[test]
     fn dependencies_come_first_and_builtins_are_skipped() {
         let k = kernel(
-            &[("ext4", &["mbcache", "jbd2", "crc16"]), ("jbd2", &[]), ("mbcache", &[]), ("virtio_blk", &["virtio"]), ("virtio", &[])],
+            &[
+                ("ext4", &["mbcache", "jbd2", "crc16"]),
+                ("jbd2", &[]),
+                ("mbcache", &[]),
+                ("virtio_blk", &["virtio"]),
+                ("virtio", &[]),
+            ],
             &["crc16"],
         );
         let order = closure(&k, &want(&["virtio_blk", "ext4"])).unwrap();

@@ -45,7 +45,8 @@ pub fn data_tar(bytes: &[u8]) -> Result<Box<dyn Read + '_>, KernelError> {
         "data.tar.xz" => Box::new(xz2::read::XzDecoder::new(data)),
         "data.tar.gz" => Box::new(flate2::read::GzDecoder::new(data)),
         "data.tar.zst" => Box::new(
-            zstd::stream::read::Decoder::with_buffer(data).map_err(|e| KernelError::NotADeb(format!("data.tar.zst: {e}")))?,
+            zstd::stream::read::Decoder::with_buffer(data)
+                .map_err(|e| KernelError::NotADeb(format!("data.tar.zst: {e}")))?,
         ),
         other => return Err(KernelError::NotADeb(format!("unsupported member compression `{other}`"))),
     };
@@ -72,9 +73,7 @@ pub fn for_each_file(
             continue;
         }
         let mut buf = Vec::with_capacity(entry.size() as usize);
-        entry
-            .read_to_end(&mut buf)
-            .map_err(|e| KernelError::NotADeb(format!("{path}: {e}")))?;
+        entry.read_to_end(&mut buf).map_err(|e| KernelError::NotADeb(format!("{path}: {e}")))?;
         visit(&path, buf)?;
     }
     Ok(())

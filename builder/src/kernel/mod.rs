@@ -102,7 +102,11 @@ impl Kernel {
                     let info = modinfo::read(&bytes)
                         .map_err(|reason| KernelError::BadModule { path: p.to_string(), reason })?;
                     let file_name = p.rsplit('/').next().unwrap_or(p).trim_end_matches(".ko");
-                    let name = info.name.clone().map(|n| modinfo::normalise(&n)).unwrap_or_else(|| modinfo::normalise(file_name));
+                    let name = info
+                        .name
+                        .clone()
+                        .map(|n| modinfo::normalise(&n))
+                        .unwrap_or_else(|| modinfo::normalise(file_name));
                     modules.insert(name, ModuleFile { path: p.to_string(), bytes, info });
                 }
                 Ok(())

@@ -69,7 +69,12 @@ fn bench() -> Result<(), String> {
     let direct = |initrd: &Path, disk: Option<PathBuf>| {
         VmConfig::new(
             qarch,
-            Boot::Kernel { kernel: file("vmlinuz"), initrd: Some(initrd.to_path_buf()), cmdline: cmdline.clone(), disk },
+            Boot::Kernel {
+                kernel: file("vmlinuz"),
+                initrd: Some(initrd.to_path_buf()),
+                cmdline: cmdline.clone(),
+                disk,
+            },
         )
     };
     let mut trivial_runs = Vec::new();
@@ -165,8 +170,12 @@ fn boot(cfg: &VmConfig) -> Result<Marks, String> {
 }
 
 fn median(runs: &[Marks], event: &str, pick: impl Fn(&(String, f64, f64)) -> f64) -> Result<f64, String> {
-    let mut v: Vec<f64> =
-        runs.iter().filter_map(|m| m.iter().find(|(e, _, _)| e == event)).map(&pick).filter(|x| x.is_finite()).collect();
+    let mut v: Vec<f64> = runs
+        .iter()
+        .filter_map(|m| m.iter().find(|(e, _, _)| e == event))
+        .map(&pick)
+        .filter(|x| x.is_finite())
+        .collect();
     if v.is_empty() {
         return Err(format!("no `{event}` in any boot"));
     }

@@ -1,0 +1,339 @@
+//! The event loop: container output to the console, every child reaped, shutdown signals obeyed.
+//!
+//! One `poll` over a signalfd (SIGCHLD and the shutdown signals, blocked) and each container's
+//! stdout and stderr pipes. Decisions are [`Lifecycle`]'s; this module does the I/O.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use keel_plan::OnExit;
+use keel_runtime::{signal_name, ExitStatus, Running};
+
+use crate::console;
+use crate::lifecycle::{Command, Lifecycle, STOP_GRACE};
+use crate::output::{self, Lines};
+use crate::shutdown::Action;
+use crate::sys::{self, Reaped};
+use crate::timeline::{self, Event};
+
+/// Read at most this many chunks from one pipe per wakeup, so a chatty container cannot starve
+/// the others or the signals.
+const CHUNKS_PER_WAKEUP: usize = 16;
+const CHUNK: usize = 4096;
+
+/// Where container output goes: the console in init, a recorder in tests.
+trait Sink {
+    /// One finished line of container `name`.
+    fn line(&mut self, name: &str, line: &[u8]);
+    /// Container `name` wrote its first bytes.
+    fn first_output(&mut self, name: &str);
+}
+
+/// The console, with the timeline.
+struct ConsoleSink;
+
+impl Sink for ConsoleSink {
+    fn line(&mut self, name: &str, line: &[u8]) {
+        console::write(&output::prefixed(name, line));
+    }
+
+    fn first_output(&mut self, name: &str) {
+        timeline::mark(Event::ContainerFirstOutput(name));
+    }
+}
+
+#[derive(Debug)]
+struct Stream {
+    file: File,
+    lines: Lines,
+}
+
+impl Stream {
+    fn new(fd: OwnedFd) -> io::Result<Stream> {
+        sys::set_nonblocking(fd.as_fd())?;
+        Ok(Stream { file: File::from(fd), lines: Lines::default() })
+    }
+}
+
+#[derive(Debug)]
+struct Tracked {
+    name: String,
+    /// `None` once its first process has been reaped.
+    pid: Option<libc::pid_t>,
+    /// stdout, stderr; `None` once at EOF.
+    streams: [Option<Stream>; 2],
+    spoke: bool,
+}
+
+impl Tracked {
+    /// Copy output from stream `index` to `sink`: at most `limit` chunks, or until the pipe is
+    /// empty. Closes the stream at EOF, flushing its last unfinished line.
+    fn pump(&mut self, index: usize, limit: usize, sink: &mut dyn Sink) {
+        let Tracked { name, streams, spoke, .. } = self;
+        let Some(slot) = streams.get_mut(index) else { return };
+        let mut buf = [0u8; CHUNK];
+        for _ in 0..limit {
+            let Some(stream) = slot.as_mut() else { return };
+            match stream.file.read(&mut buf) {
+                Ok(0) => {
+                    stream.lines.finish(|l| sink.line(name, l));
+                    *slot = None;
+                    return;
+                }
+                Ok(n) => {
+                    if !*spoke {
+                        *spoke = true;
+                        sink.first_output(name);
+                    }
+                    let data = buf.get(..n).unwrap_or_default();
+                    stream.lines.push(data, |l| sink.line(name, l));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    console::say(format_args!("read the output of container {name}: {e}"));
+                    *slot = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// After its first process ended: copy what is left in the pipes (its pid namespace is gone,
+    /// so the writers are too and the pipes end).
+    fn drain(&mut self, sink: &mut dyn Sink) {
+        for index in 0..self.streams.len() {
+            self.pump(index, usize::MAX, sink);
+        }
+    }
+}
+
+/// Supervises the started containers until the machine is done.
+#[derive(Debug)]
+pub struct Supervisor {
+    containers: Vec<Tracked>,
+    signals: OwnedFd,
+    life: Lifecycle,
+    said_idle: bool,
+}
+
+impl Supervisor {
+    /// `signals` is the signalfd for SIGCHLD and the shutdown signals.
+    pub fn new(signals: OwnedFd, on_exit: OnExit) -> Supervisor {
+        Supervisor { containers: Vec::new(), signals, life: Lifecycle::new(on_exit), said_idle: false }
+    }
+
+    /// Take over a started container.
+    pub fn add(&mut self, name: &str, running: Running) {
+        let stream = |fd: OwnedFd| match Stream::new(fd) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                // A blocking pipe could hang PID 1: drop it (the container's writes then fail, EPIPE/SIGPIPE).
+                console::say(format_args!("make the output pipe of {name} non-blocking: {e}; dropping its output"));
+                None
+            }
+        };
+        self.containers.push(Tracked {
+            name: name.to_string(),
+            pid: Some(running.pid),
+            streams: [stream(running.stdout), stream(running.stderr)],
+            spoke: false,
+        });
+        self.life.started();
+    }
+
+    /// Run until the machine is done; returns how to shut down.
+    pub fn run(mut self) -> Action {
+        loop {
+            if let Some(action) = self.life.finished() {
+                if self.life.gave_up() {
+                    console::say("containers still running after SIGKILL; shutting down anyway");
+                }
+                return action;
+            }
+            if self.life.idle() && !self.said_idle {
+                console::say("every container has exited; waiting for a shutdown signal");
+                self.said_idle = true;
+            }
+            self.wait_and_handle();
+            if let Some(command) = self.life.tick(Instant::now()) {
+                self.execute(command);
+            }
+        }
+    }
+
+    fn wait_and_handle(&mut self) {
+        let mut fds = vec![libc::pollfd { fd: self.signals.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        let mut owners = Vec::new();
+        for (ci, c) in self.containers.iter().enumerate() {
+            for (si, s) in c.streams.iter().enumerate() {
+                if let Some(s) = s {
+                    fds.push(libc::pollfd { fd: s.file.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+                    owners.push((ci, si));
+                }
+            }
+        }
+        match sys::poll(&mut fds, self.life.timeout(Instant::now())) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
+            Err(e) => {
+                console::say(format_args!("poll: {e}"));
+                thread::sleep(Duration::from_millis(100));
+                return;
+            }
+        }
+        for (pfd, (ci, si)) in fds.iter().skip(1).zip(owners) {
+            if pfd.revents != 0 {
+                if let Some(c) = self.containers.get_mut(ci) {
+                    c.pump(si, CHUNKS_PER_WAKEUP, &mut ConsoleSink);
+                }
+            }
+        }
+        if fds.first().is_some_and(|p| p.revents != 0) {
+            self.handle_signals();
+        }
+    }
+
+    fn handle_signals(&mut self) {
+        let signals = match sys::read_signals(self.signals.as_fd()) {
+            Ok(s) => s,
+            Err(e) => {
+                console::say(format_args!("read signals: {e}"));
+                return;
+            }
+        };
+        for sig in signals {
+            match sig {
+                libc::SIGCHLD => self.reap(),
+                libc::SIGTERM | libc::SIGINT | libc::SIGPWR => {
+                    if let Some(command) = self.life.signal(sig, Instant::now()) {
+                        console::say(format_args!("{} received: stopping containers", signal_name(sig)));
+                        self.execute(command);
+                    } else {
+                        console::say(format_args!("{} received: shutting down", signal_name(sig)));
+                    }
+                }
+                other => console::say(format_args!("{} received: ignored", signal_name(other))),
+            }
+        }
+    }
+
+    /// Reap every ended child: containers' first processes and any orphan.
+    fn reap(&mut self) {
+        loop {
+            match sys::reap_one() {
+                Ok(Reaped::Child(pid, status)) => self.exited(pid, ExitStatus::from_wait_status(status)),
+                Ok(Reaped::Running | Reaped::NoChildren) => return,
+                Err(e) => {
+                    console::say(format_args!("waitpid: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn exited(&mut self, pid: libc::pid_t, status: ExitStatus) {
+        let Some(c) = self.containers.iter_mut().find(|c| c.pid == Some(pid)) else {
+            return; // an orphan, now reaped
+        };
+        c.drain(&mut ConsoleSink);
+        c.pid = None;
+        console::say(format_args!("container {} {status}", c.name));
+        timeline::mark(Event::ContainerExit(&c.name, status));
+        self.life.exited();
+    }
+
+    fn execute(&mut self, command: Command) {
+        let sig = match command {
+            Command::Terminate => {
+                console::say(format_args!("sending SIGTERM to containers, SIGKILL in {} s", STOP_GRACE.as_secs()));
+                libc::SIGTERM
+            }
+            Command::Kill => {
+                console::say("containers still running: sending SIGKILL");
+                libc::SIGKILL
+            }
+        };
+        for c in &self.containers {
+            if let Some(pid) = c.pid {
+                if let Err(e) = sys::kill(pid, sig) {
+                    console::say(format_args!("signal container {}: {e}", c.name));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    #[derive(Default)]
+    struct Recorder {
+        lines: Vec<String>,
+        first: Vec<String>,
+    }
+
+    impl Sink for Recorder {
+        fn line(&mut self, name: &str, line: &[u8]) {
+            self.lines.push(format!("{name}| {}", String::from_utf8_lossy(line)));
+        }
+        fn first_output(&mut self, name: &str) {
+            self.first.push(name.to_string());
+        }
+    }
+
+    /// A tracked container whose stdout and stderr are the read ends of two socket pairs.
+    fn tracked() -> (Tracked, UnixStream, UnixStream) {
+        let (out_r, out_w) = UnixStream::pair().unwrap();
+        let (err_r, err_w) = UnixStream::pair().unwrap();
+        let t = Tracked {
+            name: "web".into(),
+            pid: Some(42),
+            streams: [Some(Stream::new(out_r.into()).unwrap()), Some(Stream::new(err_r.into()).unwrap())],
+            spoke: false,
+        };
+        (t, out_w, err_w)
+    }
+
+    #[test]
+    fn output_becomes_prefixed_lines_and_eof_flushes() {
+        let (mut t, mut out, mut err) = tracked();
+        let mut sink = Recorder::default();
+        out.write_all(b"one\ntw").unwrap();
+        t.pump(0, CHUNKS_PER_WAKEUP, &mut sink);
+        // Nothing more to read: the pump returns instead of blocking.
+        t.pump(0, CHUNKS_PER_WAKEUP, &mut sink);
+        err.write_all(b"oops\n").unwrap();
+        t.pump(1, CHUNKS_PER_WAKEUP, &mut sink);
+        out.write_all(b"o").unwrap();
+        drop((out, err));
+        t.drain(&mut sink);
+        assert_eq!(sink.lines, ["web| one", "web| oops", "web| two"]);
+        assert_eq!(sink.first, ["web"], "first output is marked once");
+        assert!(t.streams.iter().all(Option::is_none), "streams at EOF are closed");
+    }
+
+    #[test]
+    fn a_chatty_container_yields_after_its_chunk_budget() {
+        let (mut t, mut out, _err) = tracked();
+        let mut sink = Recorder::default();
+        let line = [b'x'; 1023];
+        let mut block = line.to_vec();
+        block.push(b'\n');
+        // 64 lines of 1 KiB waiting; a budget of 2 chunks reads at most 8 KiB of them.
+        for _ in 0..64 {
+            out.write_all(&block).unwrap();
+        }
+        t.pump(0, 2, &mut sink);
+        assert!((1..=2 * CHUNK / 1024).contains(&sink.lines.len()), "{} lines", sink.lines.len());
+        t.pump(0, usize::MAX, &mut sink);
+        assert_eq!(sink.lines.len(), 64);
+        assert!(t.streams[0].is_some(), "the writer is still open");
+    }
+}

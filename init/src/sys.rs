@@ -1,0 +1,209 @@
+//! keel-init's only unsafe code: the system calls PID 1 makes, behind a safe API.
+//!
+//! Every call's return goes through [`check`], which turns -1 into the errno as an `io::Error`;
+//! callers add the step's name.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::time::Duration;
+
+use libc::{c_int, c_ulong};
+
+fn check(ret: impl Into<i64>) -> io::Result<i64> {
+    match ret.into() {
+        -1 => Err(io::Error::last_os_error()),
+        r => Ok(r),
+    }
+}
+
+fn cstring(s: impl Into<Vec<u8>>) -> io::Result<CString> {
+    CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "contains a NUL byte"))
+}
+
+fn cpath(p: &Path) -> io::Result<CString> {
+    cstring(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()))
+}
+
+/// Is `fd` an open descriptor?
+pub fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only reads the descriptor's flags; a closed one yields EBADF.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
+
+/// Open `path` (the console) onto every one of fds 0, 1 and 2 that is not open.
+pub fn reopen_stdio(path: &Path) -> io::Result<()> {
+    let missing: Vec<RawFd> = (0..3).filter(|&fd| !fd_is_open(fd)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let p = cpath(path)?;
+    // SAFETY: `p` is a NUL-terminated path; the new descriptor is the lowest free one.
+    let fd = check(unsafe { libc::open(p.as_ptr(), libc::O_RDWR | libc::O_NOCTTY) })? as RawFd;
+    for target in missing {
+        if target != fd {
+            // SAFETY: dup2 on integer descriptors, `fd` open.
+            check(unsafe { libc::dup2(fd, target) })?;
+        }
+    }
+    if fd > 2 {
+        // SAFETY: `fd` was opened above and is closed once; its copies stay open.
+        unsafe { libc::close(fd) };
+    }
+    Ok(())
+}
+
+/// Block `signals` and return a non-blocking, close-on-exec signalfd that reads them.
+pub fn signalfd(signals: &[c_int]) -> io::Result<OwnedFd> {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set on our stack.
+    check(unsafe { libc::sigemptyset(set.as_mut_ptr()) })?;
+    for &sig in signals {
+        // SAFETY: the set was initialised above.
+        check(unsafe { libc::sigaddset(set.as_mut_ptr(), sig) })?;
+    }
+    // SAFETY: the set is initialised; the old mask is not asked for.
+    check(unsafe { libc::sigprocmask(libc::SIG_BLOCK, set.as_ptr(), std::ptr::null_mut()) })?;
+    // SAFETY: -1 asks for a new signalfd for the initialised set.
+    let fd = check(unsafe { libc::signalfd(-1, set.as_ptr(), libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) })?;
+    // SAFETY: signalfd returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Read every pending signal from a non-blocking signalfd.
+pub fn read_signals(fd: BorrowedFd<'_>) -> io::Result<Vec<c_int>> {
+    let mut out = Vec::new();
+    loop {
+        // SAFETY: signalfd_siginfo is plain integers, for which all-zero is a valid value.
+        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: read writes at most `size` bytes into `info`.
+        let n = unsafe { libc::read(fd.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+        match check(n as i64) {
+            Ok(n) if n as usize == size => out.push(info.ssi_signo as c_int),
+            Ok(_) => return Ok(out),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(out),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// poll(2) on `fds`, for at most `timeout` (forever if `None`). Returns how many are ready.
+pub fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<usize> {
+    let ms = timeout.map_or(-1, |t| c_int::try_from(t.as_millis().saturating_add(1)).unwrap_or(c_int::MAX));
+    // SAFETY: the kernel reads and writes exactly `fds.len()` pollfd entries of the slice.
+    let n = check(unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) })?;
+    Ok(n as usize)
+}
+
+/// Make `fd` non-blocking.
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL read and set the status flags of a descriptor we borrow.
+    let flags = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })? as c_int;
+    // SAFETY: as above.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(drop)
+}
+
+/// Time since boot, suspend included (CLOCK_BOOTTIME).
+pub fn boottime() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes only into the timespec we pass.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(u64::try_from(ts.tv_sec).unwrap_or(0), u32::try_from(ts.tv_nsec).unwrap_or(0))
+}
+
+/// mount(2).
+pub fn mount(
+    source: Option<&str>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let source = source.map(cstring).transpose()?;
+    let target = cpath(target)?;
+    let fstype = fstype.map(cstring).transpose()?;
+    let data = data.map(cstring).transpose()?;
+    let p = |s: &Option<CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
+    // SAFETY: every pointer is null or a NUL-terminated string that outlives the call.
+    check(unsafe { libc::mount(p(&source), target.as_ptr(), p(&fstype), flags, p(&data).cast()) }).map(drop)
+}
+
+/// umount2(2).
+pub fn umount2(target: &Path, flags: c_int) -> io::Result<()> {
+    let target = cpath(target)?;
+    // SAFETY: `target` is a NUL-terminated string that outlives the call.
+    check(unsafe { libc::umount2(target.as_ptr(), flags) }).map(drop)
+}
+
+/// finit_module(2) with no parameters.
+pub fn finit_module(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: finit_module reads the module from the descriptor we borrow; the parameter string
+    // is an empty NUL-terminated literal.
+    check(unsafe { libc::syscall(libc::SYS_finit_module, fd.as_raw_fd(), c"".as_ptr(), 0 as c_int) }).map(drop)
+}
+
+/// sethostname(2).
+pub fn sethostname(name: &str) -> io::Result<()> {
+    // SAFETY: the kernel reads exactly `name.len()` bytes.
+    check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }).map(drop)
+}
+
+/// kill(2).
+pub fn kill(pid: libc::pid_t, sig: c_int) -> io::Result<()> {
+    // SAFETY: kill takes integers.
+    check(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// What `waitpid(-1, WNOHANG)` found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reaped {
+    /// A child ended: its pid and raw wait status.
+    Child(libc::pid_t, c_int),
+    /// Children exist but none has ended.
+    Running,
+    /// There are no children.
+    NoChildren,
+}
+
+/// Reap one ended child, if any, without blocking.
+pub fn reap_one() -> io::Result<Reaped> {
+    let mut status: c_int = 0;
+    // SAFETY: waitpid writes the status into the integer we pass.
+    match check(unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) }) {
+        Ok(0) => Ok(Reaped::Running),
+        Ok(pid) => Ok(Reaped::Child(pid as libc::pid_t, status)),
+        Err(e) if e.raw_os_error() == Some(libc::ECHILD) => Ok(Reaped::NoChildren),
+        Err(e) => Err(e),
+    }
+}
+
+/// sync(2).
+pub fn sync() {
+    // SAFETY: sync takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+}
+
+/// reboot(2) with `cmd` (`RB_POWER_OFF`, `RB_AUTOBOOT`). Returns only on failure.
+pub fn reboot(cmd: c_int) -> io::Error {
+    // SAFETY: reboot takes an integer command; as PID 1 with CAP_SYS_BOOT it does not return.
+    unsafe { libc::reboot(cmd) };
+    io::Error::last_os_error()
+}
+
+/// Have Ctrl-Alt-Del send SIGINT to PID 1 instead of rebooting at once.
+pub fn ctrl_alt_del_to_sigint() -> io::Result<()> {
+    // SAFETY: reboot with RB_DISABLE_CAD only changes how the kernel handles Ctrl-Alt-Del.
+    check(unsafe { libc::reboot(libc::RB_DISABLE_CAD) }).map(drop)
+}
+
+/// Wait until everything written to the terminal `fd` has been sent.
+pub fn tcdrain(fd: impl AsFd) -> io::Result<()> {
+    // SAFETY: tcdrain takes a descriptor we borrow.
+    check(unsafe { libc::tcdrain(fd.as_fd().as_raw_fd()) }).map(drop)
+}

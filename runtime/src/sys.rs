@@ -1,0 +1,237 @@
+//! The runtime's only unsafe code: the system calls, behind a safe API.
+//!
+//! Every call's return is checked in one place ([`check`] for the child, [`check_io`] for the
+//! parent). The child side ([`Real`]) runs in a process cloned from a possibly multi-threaded parent,
+//! so it makes raw system calls only: no allocation, no locks, and no libc wrappers that coordinate
+//! threads (musl's and glibc's `setuid`/`setgid`/`setgroups` signal every thread they believe
+//! exists; the clone has one, so it calls the system calls directly).
+#![allow(unsafe_code)]
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+
+use libc::{c_int, c_long, c_uint, c_ulong};
+
+use crate::child::{Errno, Failure, Syscalls};
+use crate::process::Exec;
+
+/// Size of the child's start report: failing step index (u32 LE), errno (i32 LE).
+pub(crate) const REPORT_LEN: usize = 8;
+
+fn last_errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// Map a raw return value to the errno on -1.
+fn check(ret: impl Into<i64>) -> Result<i64, Errno> {
+    match ret.into() {
+        -1 => Err(Errno(last_errno())),
+        r => Ok(r),
+    }
+}
+
+fn check_io(ret: impl Into<i64>) -> io::Result<i64> {
+    check(ret).map_err(|e| io::Error::from_raw_os_error(e.0))
+}
+
+fn ptr_or_null(s: Option<&CStr>) -> *const libc::c_char {
+    s.map_or(ptr::null(), CStr::as_ptr)
+}
+
+/// The real system calls, for the cloned child.
+pub(crate) struct Real;
+
+impl Syscalls for Real {
+    fn mount(
+        &mut self,
+        source: Option<&CStr>,
+        target: &CStr,
+        fstype: Option<&CStr>,
+        flags: c_ulong,
+        data: Option<&CStr>,
+    ) -> Result<(), Errno> {
+        // SAFETY: every pointer is null or a NUL-terminated string that outlives the call.
+        check(unsafe {
+            libc::mount(ptr_or_null(source), target.as_ptr(), ptr_or_null(fstype), flags, ptr_or_null(data).cast())
+        })
+        .map(drop)
+    }
+
+    fn umount2(&mut self, target: &CStr, flags: c_int) -> Result<(), Errno> {
+        // SAFETY: `target` is a NUL-terminated string that outlives the call.
+        check(unsafe { libc::umount2(target.as_ptr(), flags) }).map(drop)
+    }
+
+    fn pivot_root(&mut self, new_root: &CStr, put_old: &CStr) -> Result<(), Errno> {
+        // SAFETY: pivot_root takes two NUL-terminated paths, both outliving the call.
+        check(unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) }).map(drop)
+    }
+
+    fn chdir(&mut self, path: &CStr) -> Result<(), Errno> {
+        // SAFETY: `path` is a NUL-terminated string that outlives the call.
+        check(unsafe { libc::chdir(path.as_ptr()) }).map(drop)
+    }
+
+    fn create_file(&mut self, path: &CStr, mode: u32) -> Result<(), Errno> {
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: `path` is a NUL-terminated string; the mode argument is what O_CREAT reads.
+        let fd = check(unsafe { libc::open(path.as_ptr(), flags, c_uint::from(mode)) })?;
+        // SAFETY: `fd` was just opened by us and is closed exactly once.
+        check(unsafe { libc::close(fd as c_int) }).map(drop)
+    }
+
+    fn symlink(&mut self, target: &CStr, link: &CStr) -> Result<(), Errno> {
+        // SAFETY: both are NUL-terminated strings that outlive the call.
+        check(unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) }).map(drop)
+    }
+
+    fn sethostname(&mut self, name: &[u8]) -> Result<(), Errno> {
+        // SAFETY: the kernel reads exactly `name.len()` bytes from `name`.
+        check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }).map(drop)
+    }
+
+    fn clear_groups(&mut self) -> Result<(), Errno> {
+        // SAFETY: a count of 0 means the kernel reads nothing from the (null) list.
+        check(unsafe { libc::syscall(libc::SYS_setgroups, 0 as c_long, ptr::null::<libc::gid_t>()) }).map(drop)
+    }
+
+    fn setgid(&mut self, gid: u32) -> Result<(), Errno> {
+        // SAFETY: setgid takes an integer; the raw call changes only this (single-threaded) process.
+        check(unsafe { libc::syscall(libc::SYS_setgid, c_long::from(gid)) }).map(drop)
+    }
+
+    fn setuid(&mut self, uid: u32) -> Result<(), Errno> {
+        // SAFETY: setuid takes an integer; the raw call changes only this (single-threaded) process.
+        check(unsafe { libc::syscall(libc::SYS_setuid, c_long::from(uid)) }).map(drop)
+    }
+
+    fn dup2(&mut self, from: RawFd, to: RawFd) -> Result<(), Errno> {
+        if from == to {
+            // dup2 would be a no-op and leave close-on-exec set: clear it instead.
+            // SAFETY: fcntl on an integer descriptor; an invalid one yields EBADF.
+            return check(unsafe { libc::fcntl(from, libc::F_SETFD, 0) }).map(drop);
+        }
+        // SAFETY: dup2 on integer descriptors; invalid ones yield EBADF.
+        check(unsafe { libc::dup2(from, to) }).map(drop)
+    }
+
+    fn close_on_exec_from(&mut self, first: RawFd) -> Result<(), Errno> {
+        let first = c_uint::try_from(first).map_err(|_| Errno(libc::EINVAL))?;
+        // SAFETY: close_range only changes descriptor flags; it takes integers.
+        let r = unsafe { libc::syscall(libc::SYS_close_range, first, c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+        match check(r) {
+            Ok(_) => Ok(()),
+            // Kernels before 5.11: mark them one by one.
+            Err(Errno(libc::ENOSYS | libc::EINVAL)) => {
+                // SAFETY: sysconf takes an integer.
+                let max = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) }.clamp(1024, 65536);
+                for fd in first..max as c_uint {
+                    // SAFETY: fcntl on an integer descriptor; EBADF for closed ones is ignored.
+                    unsafe { libc::fcntl(fd as c_int, libc::F_SETFD, libc::FD_CLOEXEC) };
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn reset_signals(&mut self) -> Result<(), Errno> {
+        for sig in 1..=64 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                // SAFETY: SIG_DFL installs no handler; signals libc reserves fail with EINVAL,
+                // which is fine to ignore.
+                unsafe { libc::signal(sig, libc::SIG_DFL) };
+            }
+        }
+        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigemptyset initialises the set, which then lives on our stack for the call.
+        check(unsafe { libc::sigemptyset(set.as_mut_ptr()) })?;
+        // SAFETY: `set` was initialised just above; the old mask is not asked for.
+        check(unsafe { libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), ptr::null_mut()) }).map(drop)
+    }
+
+    fn setsid(&mut self) -> Result<(), Errno> {
+        // SAFETY: setsid takes no arguments.
+        check(unsafe { libc::setsid() }).map(drop)
+    }
+
+    fn execve(&mut self, path: &CStr, exec: &Exec) -> Errno {
+        // SAFETY: `path` is NUL-terminated; argv and envp are NUL-terminated arrays of pointers to
+        // NUL-terminated strings, all owned by `exec`, which outlives the call.
+        unsafe { libc::execve(path.as_ptr(), exec.argv.as_ptr(), exec.envp.as_ptr()) };
+        Errno(last_errno())
+    }
+}
+
+/// A pipe, both ends close-on-exec and numbered above 2 (so dup2 onto 0–2 never clobbers them).
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1 as c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into the array we pass.
+    check_io(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    let [r, w] = fds;
+    // SAFETY: pipe2 succeeded, so both are fresh descriptors that nothing else owns.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(r), OwnedFd::from_raw_fd(w)) };
+    Ok((above_stdio(r)?, above_stdio(w)?))
+}
+
+/// `fd` itself if it is above 2, else a close-on-exec duplicate that is.
+pub(crate) fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: F_DUPFD_CLOEXEC duplicates a descriptor we own to the lowest free number >= 3.
+    let dup = check_io(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) })?;
+    // SAFETY: fcntl succeeded, so `dup` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(dup as RawFd) })
+}
+
+/// Clone a child with `flags` (namespaces) that runs `child` and, if that returns (a failure),
+/// writes the failure to `report` and exits. Returns the child's pid in the caller's pid namespace.
+///
+/// `child` runs in a copy of the caller made by a raw `clone` (like `fork`): it must not allocate or
+/// take locks, since another thread of the caller may have held them at the time of the clone.
+pub(crate) fn clone_child(flags: c_int, report: RawFd, child: impl FnOnce() -> Failure) -> io::Result<libc::pid_t> {
+    let flags = c_long::from(flags | libc::SIGCHLD);
+    // SAFETY: without CLONE_VM or a new stack this is fork(2) with namespace flags: the child gets a
+    // copy of the address space and continues here on its copy of this stack. It only runs `child`
+    // (raw system calls on data prepared before the clone) and exits; it never returns from here.
+    let pid =
+        check_io(unsafe { libc::syscall(libc::SYS_clone, flags, 0 as c_long, 0 as c_long, 0 as c_long, 0 as c_long) })?;
+    if pid != 0 {
+        return libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW));
+    }
+    // A panic must not unwind into the caller's frames in this copy of the process.
+    let failure =
+        panic::catch_unwind(AssertUnwindSafe(child)).unwrap_or(Failure { index: u32::MAX as usize, errno: Errno(0) });
+    let index = u32::try_from(failure.index).unwrap_or(u32::MAX).to_le_bytes();
+    let errno = failure.errno.0.to_le_bytes();
+    let msg = [index[0], index[1], index[2], index[3], errno[0], errno[1], errno[2], errno[3]];
+    // SAFETY: write reads `msg.len()` bytes from our stack; _exit ends this process without running
+    // the caller's destructors or atexit handlers, which belong to the parent.
+    unsafe {
+        libc::write(report, msg.as_ptr().cast(), msg.len());
+        libc::_exit(127)
+    }
+}
+
+/// Wait for `pid` to end; returns the raw wait status.
+pub(crate) fn waitpid(pid: libc::pid_t) -> io::Result<c_int> {
+    loop {
+        let mut status: c_int = 0;
+        // SAFETY: waitpid writes the status into the integer we pass.
+        match check_io(unsafe { libc::waitpid(pid, &mut status, 0) }) {
+            Ok(_) => return Ok(status),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Send `sig` to `pid`.
+pub(crate) fn kill(pid: libc::pid_t, sig: c_int) -> io::Result<()> {
+    // SAFETY: kill takes integers.
+    check_io(unsafe { libc::kill(pid, sig) }).map(drop)
+}
