@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use keel_plan::{Arch, Plan, PLAN_PATH, PLAN_VERSION};
 
 use crate::config::{Config, ConfigErrors, Diagnostic};
-use crate::image::{self, tree::Tree};
+use crate::image::tree::Tree;
 use crate::initramfs::{self, Entry};
 use crate::kernel::{self, Kernel, Wanted};
 use crate::output::Output;
@@ -106,36 +106,21 @@ pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Re
 
     // Images, flattened.
     let step = Step::start("images", Some(containers.len() as u64));
-    let mut trees: Vec<(String, Tree)> = Vec::new();
-    let mut plan_containers = Vec::new();
-    for (i, r) in containers.iter().enumerate() {
-        step.set_pos(i as u64);
-        step.message(r.config.name.clone());
-        if !trees.iter().any(|(id, _)| *id == r.image.id) {
-            let (tree, _stats) = image::flatten(&r.image, |_, _| {})
-                .map_err(|e| resolve::container_error(config, &r.config, "image", e.to_string()))?;
-            trees.push((r.image.id.clone(), tree));
-        }
-        let tree = trees.iter_mut().find(|(id, _)| *id == r.image.id).map(|(_, t)| t);
-        let (uid, gid) = match tree {
-            Some(t) => resolve::resolve_user(r.user.as_deref(), t)
-                .map_err(|e| resolve::container_error(config, &r.config, "user", e))?,
-            None => (0, 0),
-        };
-        plan_containers.push(keel_plan::Container {
-            name: r.config.name.clone(),
-            rootfs: r.image.id.clone(),
-            args: r.args.clone(),
-            env: r.env.clone(),
-            cwd: r.cwd.clone(),
-            hostname: r.config.hostname.clone(),
-            uid,
-            gid,
-        });
-    }
+    let resolve::Materialized { trees, containers: plan_containers, stats } =
+        resolve::materialize(config, &containers, |i, name| {
+            step.set_pos(i as u64);
+            step.message(name.to_string());
+        })?;
     let tree_refs: Vec<(String, &Tree)> = trees.iter().map(|(id, t)| (id.clone(), t)).collect();
     let image_bytes: u64 = tree_refs.iter().map(|(_, t)| t.stats().file_bytes).sum();
-    step.done(format!("{} image tree(s), {} KiB", trees.len(), image_bytes >> 10));
+    step.done(format!(
+        "{} image tree(s), {} KiB, {} layer(s), {} whiteout(s), {} device node(s) dropped",
+        trees.len(),
+        image_bytes >> 10,
+        stats.layers,
+        stats.whiteouts,
+        stats.devices_dropped
+    ));
     parts.push(("images".into(), image_bytes));
 
     // Plan and initramfs.

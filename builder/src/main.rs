@@ -71,7 +71,14 @@ fn cmd_check(path: &Path, arch: Option<&str>) -> Result<(), BuildError> {
     let (config, arch) = load(path, arch)?;
     config.verify_inputs(arch)?;
     let containers = resolve::containers(&config, arch)?;
-    println!("{}: ok ({arch}, {} container(s))", path.display(), containers.len());
+    let m = resolve::materialize(&config, &containers, |_, _| {})?;
+    println!(
+        "{}: ok ({arch}, {} container(s), {} image(s), {} layer(s) verified)",
+        path.display(),
+        m.containers.len(),
+        m.trees.len(),
+        m.stats.layers
+    );
     Ok(())
 }
 

@@ -166,6 +166,57 @@ fn lookup(db: &str, field: usize, value: &str) -> Option<Vec<String>> {
         .find(|f| f.get(field).map(String::as_str) == Some(value))
 }
 
+/// Every image flattened into its tree, and each container's plan entry.
+#[derive(Debug)]
+pub struct Materialized {
+    /// One tree per distinct image, by image id.
+    pub trees: Vec<(String, Tree)>,
+    /// The plan's containers, in config order.
+    pub containers: Vec<keel_plan::Container>,
+    /// What flattening did, over all images.
+    pub stats: image::FlattenStats,
+}
+
+/// Flatten every image (verifying every layer) and resolve each container's user against its
+/// image. Shared by `keel check` and `keel build`: whatever a build would reject, check rejects.
+pub fn materialize(
+    config: &Config,
+    resolved: &[Resolved],
+    mut progress: impl FnMut(usize, &str),
+) -> Result<Materialized, ConfigErrors> {
+    let mut trees: Vec<(String, Tree)> = Vec::new();
+    let mut containers = Vec::new();
+    let mut stats = image::FlattenStats::default();
+    for (i, r) in resolved.iter().enumerate() {
+        progress(i, &r.config.name);
+        if !trees.iter().any(|(id, _)| *id == r.image.id) {
+            let (tree, s) = image::flatten(&r.image, |_, _| {})
+                .map_err(|e| ConfigErrors(vec![container_error(config, &r.config, "image", e.to_string())]))?;
+            stats.layers += s.layers;
+            stats.whiteouts += s.whiteouts;
+            stats.devices_dropped += s.devices_dropped;
+            stats.mount_points_replaced += s.mount_points_replaced;
+            trees.push((r.image.id.clone(), tree));
+        }
+        let (uid, gid) = match trees.iter_mut().find(|(id, _)| *id == r.image.id) {
+            Some((_, t)) => resolve_user(r.user.as_deref(), t)
+                .map_err(|e| ConfigErrors(vec![container_error(config, &r.config, "user", e)]))?,
+            None => (0, 0),
+        };
+        containers.push(keel_plan::Container {
+            name: r.config.name.clone(),
+            rootfs: r.image.id.clone(),
+            args: r.args.clone(),
+            env: r.env.clone(),
+            cwd: r.cwd.clone(),
+            hostname: r.config.hostname.clone(),
+            uid,
+            gid,
+        });
+    }
+    Ok(Materialized { trees, containers, stats })
+}
+
 /// A diagnostic for a container problem found while building.
 pub fn container_error(config: &Config, c: &ContainerConfig, field: &str, message: String) -> Diagnostic {
     let span = match field {

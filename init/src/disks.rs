@@ -34,7 +34,7 @@ pub struct Partition {
 
 /// The partitions, in mount order.
 pub const PARTITIONS: [Partition; 2] = [
-    Partition { label: IMAGES_LABEL, mount: IMAGES_MOUNT, flags: MS_RDONLY | MS_NODEV },
+    Partition { label: IMAGES_LABEL, mount: IMAGES_MOUNT, flags: MS_RDONLY | MS_NOSUID | MS_NODEV },
     Partition { label: DATA_LABEL, mount: DATA_MOUNT, flags: MS_NOSUID | MS_NODEV },
 ];
 

@@ -44,7 +44,11 @@ fn main() {
         console::say("fatal: keel-init panicked");
         Action::Poweroff
     });
-    let _ = std::panic::catch_unwind(|| shutdown::run(action));
+    if std::panic::catch_unwind(|| shutdown::run(action)).is_err() {
+        // The orderly path panicked: sync and end the machine anyway.
+        sys::sync();
+        let _ = sys::reboot(action.command());
+    }
     shutdown::halt_forever()
 }
 

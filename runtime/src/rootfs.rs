@@ -84,7 +84,9 @@ pub(crate) fn steps(root: &Path, host_dev: &Path) -> Result<Vec<Step>, RuntimeEr
                 data: None,
             },
         ),
-        tmpfs("/dev", under("dev")?, MS_NOSUID | MS_NOEXEC, "mode=755,size=64k")?,
+        // nodev: nothing created in this tmpfs works as a device; the bind-mounted nodes below
+        // are mounts of their own and keep working.
+        tmpfs("/dev", under("dev")?, MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755,size=64k")?,
     ];
     for name in DEVICES {
         let target = under(&format!("dev/{name}"))?;

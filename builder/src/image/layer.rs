@@ -5,7 +5,7 @@
 //! - parent directories are resolved inside the tree (symlinks followed chroot-style), so an
 //!   entry can never land outside it; missing parents are created (0755, root);
 //! - `.wh.NAME` deletes NAME from lower layers, `.wh..wh..opq` empties its directory of
-//!   lower-layer entries;
+//!   lower-layer entries; neither touches entries of its own layer nor creates directories;
 //! - hard links must name a regular file already in the tree;
 //! - device nodes are dropped (containers get their own minimal /dev) and counted.
 
@@ -89,26 +89,36 @@ pub fn apply<R: Read>(tree: &mut Tree, tar: R) -> Result<LayerStats, LayerError>
             continue;
         };
         let header = entry.header().clone();
-        let parent = tree.resolve_dir(parent, Some(Meta::root(0o755))).map_err(path_err)?;
 
-        if name == OPAQUE {
+        if name == OPAQUE || name.starts_with(WHITEOUT) {
+            // Whiteouts only remove what lower layers put there, and never create anything: a
+            // whiteout under a directory that does not exist has nothing to hide.
+            let Ok(parent) = tree.resolve_dir(parent, None) else {
+                stats.whiteouts += 1;
+                continue;
+            };
             let dir = tree.dir_mut(&parent).map_err(path_err)?;
-            dir.retain(|child, _| {
+            if name == OPAQUE {
+                dir.retain(|child, _| {
+                    let mut p = parent.clone();
+                    p.push(child.clone());
+                    added.contains(&p)
+                });
+            } else {
+                let victim = &name[WHITEOUT.len()..];
+                if victim.is_empty() || victim == "." || victim == ".." {
+                    return Err(path_err(PathError::Invalid(raw_path.clone())));
+                }
                 let mut p = parent.clone();
-                p.push(child.clone());
-                added.contains(&p)
-            });
-            stats.whiteouts += 1;
-            continue;
-        }
-        if let Some(victim) = name.strip_prefix(WHITEOUT) {
-            if victim.is_empty() || victim == "." || victim == ".." {
-                return Err(path_err(PathError::Invalid(raw_path.clone())));
+                p.push(victim.to_string());
+                if !added.contains(&p) {
+                    dir.remove(victim);
+                }
             }
-            tree.dir_mut(&parent).map_err(path_err)?.remove(victim);
             stats.whiteouts += 1;
             continue;
         }
+        let parent = resolve_parent(tree, parent, &mut added).map_err(path_err)?;
 
         let meta = meta_of(&header);
         let kind = match header.entry_type() {
@@ -125,7 +135,7 @@ pub fn apply<R: Read>(tree: &mut Tree, tar: R) -> Result<LayerStats, LayerError>
                 continue;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let mut data = Vec::with_capacity(header.size().unwrap_or(0).min(1 << 30) as usize);
+                let mut data = Vec::with_capacity(header.size().unwrap_or(0).min(1 << 20) as usize);
                 entry.read_to_end(&mut data).map_err(LayerError::Tar)?;
                 Kind::File(Arc::new(data))
             }
@@ -164,6 +174,23 @@ pub fn apply<R: Read>(tree: &mut Tree, tar: R) -> Result<LayerStats, LayerError>
         stats.entries += 1;
     }
     Ok(stats)
+}
+
+/// Resolve an entry's parent inside the tree, creating missing directories; the ones created
+/// count as added by this layer (so a later opaque marker in the same layer keeps them).
+fn resolve_parent(
+    tree: &mut Tree,
+    parent: &[String],
+    added: &mut HashSet<Vec<String>>,
+) -> Result<Vec<String>, PathError> {
+    if let Ok(p) = tree.resolve_dir(parent, None) {
+        return Ok(p);
+    }
+    let resolved = tree.resolve_dir(parent, Some(Meta::root(0o755)))?;
+    for i in 1..=resolved.len() {
+        added.insert(resolved[..i].to_vec());
+    }
+    Ok(resolved)
 }
 
 fn mark(added: &mut HashSet<Vec<String>>, parent: &[String], name: &str) {
@@ -268,6 +295,24 @@ mod tests {
         apply(&mut t, &layer(&[E::File("d/old", b"1")])[..]).unwrap();
         apply(&mut t, &layer(&[E::File("d/new", b"2"), E::File("d/.wh..wh..opq", b"")])[..]).unwrap();
         assert_eq!(names(&mut t, &["d"]), ["new"]);
+    }
+
+    #[test]
+    fn whiteouts_spare_their_own_layer_and_create_nothing() {
+        let mut t = Tree::default();
+        apply(&mut t, &layer(&[E::File("a", b"lower")])[..]).unwrap();
+        apply(&mut t, &layer(&[E::File("b", b"same"), E::File(".wh.b", b""), E::File("nodir/.wh.x", b"")])[..])
+            .unwrap();
+        assert_eq!(names(&mut t, &[]), ["a", "b"]);
+    }
+
+    #[test]
+    fn implicit_parents_survive_an_opaque_marker_of_their_layer() {
+        let mut t = Tree::default();
+        apply(&mut t, &layer(&[E::File("d/old", b"1")])[..]).unwrap();
+        apply(&mut t, &layer(&[E::File("d/sub/new", b"2"), E::File("d/.wh..wh..opq", b"")])[..]).unwrap();
+        assert_eq!(names(&mut t, &["d"]), ["sub"]);
+        assert_eq!(names(&mut t, &["d", "sub"]), ["new"]);
     }
 
     #[test]

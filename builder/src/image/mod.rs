@@ -198,6 +198,8 @@ pub struct FlattenStats {
     pub whiteouts: u64,
     /// Device nodes dropped.
     pub devices_dropped: u64,
+    /// Top-level files or symlinks replaced by the runtime's mount-point directories.
+    pub mount_points_replaced: u64,
 }
 
 /// Directories every tree gets (mount points of the runtime), with their modes.
@@ -228,7 +230,9 @@ pub fn flatten(image: &Image, mut progress: impl FnMut(u64, u64)) -> Result<(Tre
         }
     }
     for (name, mode) in MOUNT_POINTS {
-        tree.ensure_dir(name, *mode);
+        if tree.ensure_dir(name, *mode) {
+            stats.mount_points_replaced += 1;
+        }
     }
     Ok((tree, stats))
 }
@@ -244,7 +248,7 @@ fn apply_layer(
     let layer_err = |source| ImageError::Layer { digest: l.digest.clone(), source };
     let stats = {
         let decompressed: Box<dyn Read + '_> = if mt.ends_with("+gzip") || mt.ends_with(".tar.gzip") {
-            Box::new(flate2::read::GzDecoder::new(&mut blob))
+            Box::new(flate2::read::MultiGzDecoder::new(&mut blob))
         } else if mt.ends_with("+zstd") {
             Box::new(zstd::stream::read::Decoder::new(&mut blob).map_err(|e| layer_err(layer::LayerError::Tar(e)))?)
         } else if mt.ends_with(".tar") || mt.ends_with(".diff.tar") {
@@ -252,20 +256,11 @@ fn apply_layer(
         } else {
             return Err(ImageError::MediaType { digest: l.digest.clone(), media_type: l.media_type.clone() });
         };
-        match diff_id {
-            Some(id) => {
-                let mut r = oci::DigestReader::new(decompressed, id.clone(), None);
-                let s = layer::apply(tree, &mut r).map_err(layer_err)?;
-                r.finish()?;
-                s
-            }
-            None => {
-                let mut r = decompressed;
-                let s = layer::apply(tree, &mut r).map_err(layer_err)?;
-                std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| layer_err(layer::LayerError::Tar(e)))?;
-                s
-            }
-        }
+        let id = diff_id.ok_or_else(|| ImageError::Invalid(format!("layer {} has no diff_id", l.digest)))?;
+        let mut r = oci::DigestReader::new(decompressed, id.clone(), None);
+        let s = layer::apply(tree, &mut r).map_err(layer_err)?;
+        r.finish()?;
+        s
     };
     blob.finish()?;
     Ok(stats)

@@ -134,9 +134,12 @@ impl Layout {
     /// Open a layout directory (checks `oci-layout`).
     pub fn open(dir: &Path) -> Result<Layout, ImageError> {
         let marker = dir.join("oci-layout");
-        let text = std::fs::read_to_string(&marker).map_err(|e| {
-            ImageError::Invalid(format!("{} is not an OCI image layout (no oci-layout file: {e})", dir.display()))
-        })?;
+        let mut text = String::new();
+        open_regular(&marker)
+            .and_then(|f| f.take(1 << 16).read_to_string(&mut text).map_err(|e| ImageError::Io(marker.clone(), e)))
+            .map_err(|e| {
+                ImageError::Invalid(format!("{} is not an OCI image layout (oci-layout: {e})", dir.display()))
+            })?;
         let v: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| ImageError::Invalid(format!("{}: {e}", marker.display())))?;
         if v.get("imageLayoutVersion").and_then(|v| v.as_str()) != Some("1.0.0") {
@@ -151,29 +154,50 @@ impl Layout {
         Ok(self.dir.join("blobs").join("sha256").join(hex_of(digest)?))
     }
 
+    /// Open a blob: it must be a regular file (not a symlink, FIFO or device) of exactly the
+    /// descriptor's size, so reading it always ends.
+    fn open_checked(&self, d: &Descriptor) -> Result<std::fs::File, ImageError> {
+        let path = self.blob_path(&d.digest)?;
+        let f = open_regular(&path)?;
+        let len = f.metadata().map_err(|e| ImageError::Io(path.clone(), e))?.len();
+        if len != d.size {
+            return Err(ImageError::Digest {
+                digest: d.digest.clone(),
+                reason: format!("blob is {len} bytes, descriptor says {}", d.size),
+            });
+        }
+        Ok(f)
+    }
+
     /// Read a small blob whole, verifying size and digest.
     pub fn read_blob(&self, d: &Descriptor) -> Result<Vec<u8>, ImageError> {
         const MAX_JSON: u64 = 16 << 20;
         if d.size > MAX_JSON {
             return Err(ImageError::Invalid(format!("blob {} is too large for JSON ({} bytes)", d.digest, d.size)));
         }
-        let path = self.blob_path(&d.digest)?;
-        let bytes = std::fs::read(&path).map_err(|e| ImageError::Io(path.clone(), e))?;
+        let mut bytes = Vec::new();
+        self.open_checked(d)?
+            .take(d.size)
+            .read_to_end(&mut bytes)
+            .map_err(|e| ImageError::Io(self.dir.join("blobs"), e))?;
         verify(&d.digest, d.size, &bytes)?;
         Ok(bytes)
     }
 
     /// Open a blob for streaming; the caller verifies with [`DigestReader::finish`].
-    pub fn open_blob(&self, d: &Descriptor) -> Result<DigestReader<std::fs::File>, ImageError> {
-        let path = self.blob_path(&d.digest)?;
-        let f = std::fs::File::open(&path).map_err(|e| ImageError::Io(path, e))?;
-        Ok(DigestReader::new(f, d.digest.clone(), Some(d.size)))
+    pub fn open_blob(&self, d: &Descriptor) -> Result<DigestReader<std::io::Take<std::fs::File>>, ImageError> {
+        let f = self.open_checked(d)?;
+        Ok(DigestReader::new(f.take(d.size), d.digest.clone(), Some(d.size)))
     }
 
     /// Resolve `tag` (or the only/`latest` image when `None`) for `arch`.
     pub fn resolve(&self, tag: Option<&str>, arch: Arch) -> Result<Resolved, ImageError> {
         let index_path = self.dir.join("index.json");
-        let text = std::fs::read(&index_path).map_err(|e| ImageError::Io(index_path.clone(), e))?;
+        let mut text = Vec::new();
+        open_regular(&index_path)?
+            .take(16 << 20)
+            .read_to_end(&mut text)
+            .map_err(|e| ImageError::Io(index_path.clone(), e))?;
         let index: Index =
             serde_json::from_slice(&text).map_err(|e| ImageError::Invalid(format!("{}: {e}", index_path.display())))?;
         let tagged: Vec<&Descriptor> = match tag {
@@ -207,14 +231,13 @@ impl Layout {
         if !config.architecture.is_empty() && Arch::parse(&config.architecture) != Some(arch) {
             return Err(ImageError::WrongArch { image: config.architecture.clone(), wanted: arch });
         }
-        if let Some(rootfs) = &config.rootfs {
-            if !rootfs.diff_ids.is_empty() && rootfs.diff_ids.len() != manifest.layers.len() {
-                return Err(ImageError::Invalid(format!(
-                    "image config lists {} diff_ids for {} layers",
-                    rootfs.diff_ids.len(),
-                    manifest.layers.len()
-                )));
-            }
+        // Every layer's uncompressed digest must be known, so every byte applied is verified.
+        let diff_ids = config.rootfs.as_ref().map_or(0, |r| r.diff_ids.len());
+        if diff_ids != manifest.layers.len() {
+            return Err(ImageError::Invalid(format!(
+                "image config lists {diff_ids} rootfs.diff_ids for {} layers",
+                manifest.layers.len()
+            )));
         }
         Ok(Resolved { layout: self.clone(), manifest_digest: desc.digest.clone(), manifest, config })
     }
@@ -245,6 +268,23 @@ impl Layout {
         }
         Ok((*chosen).clone())
     }
+}
+
+/// Open a file that must be a regular file: symlinks, FIFOs and devices are refused before
+/// being opened (a FIFO would block, a device might never end), and the opened file is checked
+/// again, so a swap in between cannot slip one in.
+fn open_regular(path: &Path) -> Result<std::fs::File, ImageError> {
+    let not_regular = || ImageError::Invalid(format!("{} is not a regular file", path.display()));
+    let md = std::fs::symlink_metadata(path).map_err(|e| ImageError::Io(path.to_path_buf(), e))?;
+    if !md.file_type().is_file() {
+        return Err(not_regular());
+    }
+    let f = std::fs::File::open(path).map_err(|e| ImageError::Io(path.to_path_buf(), e))?;
+    let md = f.metadata().map_err(|e| ImageError::Io(path.to_path_buf(), e))?;
+    if !md.file_type().is_file() {
+        return Err(not_regular());
+    }
+    Ok(f)
 }
 
 fn verify(digest: &str, size: u64, bytes: &[u8]) -> Result<(), ImageError> {
@@ -302,5 +342,62 @@ impl<R: Read> Read for DigestReader<R> {
         self.hasher.update(&buf[..n]);
         self.read += n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout_with(blob: &[u8]) -> (tempfile::TempDir, Layout, Descriptor) {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        std::fs::create_dir_all(d.path().join("blobs/sha256")).unwrap();
+        let hex = hex::encode(Sha256::digest(blob));
+        std::fs::write(d.path().join("blobs/sha256").join(&hex), blob).unwrap();
+        let desc = Descriptor {
+            media_type: String::new(),
+            digest: format!("sha256:{hex}"),
+            size: blob.len() as u64,
+            annotations: Default::default(),
+            platform: None,
+        };
+        let layout = Layout::open(d.path()).unwrap();
+        (d, layout, desc)
+    }
+
+    #[test]
+    fn good_blob_reads() {
+        let (_d, l, desc) = layout_with(b"{}");
+        assert_eq!(l.read_blob(&desc).unwrap(), b"{}");
+    }
+
+    #[test]
+    fn wrong_size_and_wrong_content_are_refused() {
+        let (_d, l, mut desc) = layout_with(b"{}");
+        desc.size = 3;
+        assert!(matches!(l.read_blob(&desc), Err(ImageError::Digest { .. })));
+        let (d, l, desc) = layout_with(b"{}");
+        std::fs::write(l.blob_path(&desc.digest).unwrap(), b"[]").unwrap();
+        assert!(matches!(l.read_blob(&desc), Err(ImageError::Digest { .. })), "{:?}", d.path());
+    }
+
+    #[test]
+    fn malformed_digests_cannot_name_other_paths() {
+        let (_d, l, mut desc) = layout_with(b"{}");
+        desc.digest = "sha256:../../../../etc/passwd".into();
+        assert!(matches!(l.read_blob(&desc), Err(ImageError::Invalid(_))));
+        desc.digest = "md5:abc".into();
+        assert!(matches!(l.read_blob(&desc), Err(ImageError::Invalid(_))));
+    }
+
+    #[test]
+    fn symlinked_and_special_blobs_are_refused() {
+        let (_d, l, desc) = layout_with(b"{}");
+        let p = l.blob_path(&desc.digest).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &p).unwrap();
+        assert!(matches!(l.read_blob(&desc), Err(ImageError::Invalid(_))));
+        assert!(l.open_blob(&desc).is_err());
     }
 }

@@ -95,6 +95,13 @@ pub fn components(path: &str) -> Result<Vec<String>, PathError> {
 
 const MAX_SYMLINKS: usize = 40;
 
+/// What a path component names, without copying the node.
+enum Found {
+    Dir,
+    Symlink(String),
+    Other,
+}
+
 /// A flattened root filesystem.
 #[derive(Debug, Clone)]
 pub struct Tree {
@@ -134,9 +141,15 @@ impl Tree {
                 continue;
             }
             let dir = self.dir_mut(&cur)?;
-            match dir.get(&c).map(|n| n.kind.clone()) {
-                Some(Kind::Dir(_)) => cur.push(c),
-                Some(Kind::Symlink(target)) => {
+            // Look at the entry without copying it: only a symlink's target is needed.
+            let found = dir.get(&c).map(|n| match &n.kind {
+                Kind::Dir(_) => Found::Dir,
+                Kind::Symlink(t) => Found::Symlink(t.clone()),
+                _ => Found::Other,
+            });
+            match found {
+                Some(Found::Dir) => cur.push(c),
+                Some(Found::Symlink(target)) => {
                     *hops += 1;
                     if *hops > MAX_SYMLINKS {
                         return Err(PathError::Loop(comps.join("/")));
@@ -148,7 +161,7 @@ impl Tree {
                     rest.extend(queue.drain(..));
                     queue = rest.into();
                 }
-                Some(_) => return Err(PathError::NotADir(format!("{}/{c}", cur.join("/")))),
+                Some(Found::Other) => return Err(PathError::NotADir(format!("{}/{c}", cur.join("/")))),
                 None => match create {
                     Some(meta) => {
                         dir.insert(c.clone(), Node::dir(meta));
@@ -186,10 +199,18 @@ impl Tree {
         dir.get(name).ok_or_else(|| PathError::Missing(path.to_string()))
     }
 
-    /// Make sure a directory exists at a top-level `name` (mount points the runtime needs).
-    pub fn ensure_dir(&mut self, name: &str, mode: u32) {
-        if let Kind::Dir(children) = &mut self.root.kind {
-            children.entry(name.to_string()).or_insert_with(|| Node::dir(Meta::root(mode)));
+    /// Make sure a directory exists at a top-level `name` (mount points the runtime needs). An
+    /// image's file or symlink of that name is replaced: the runtime mounts over it anyway, and a
+    /// symlink there could point the mount elsewhere. Returns whether something was replaced.
+    pub fn ensure_dir(&mut self, name: &str, mode: u32) -> bool {
+        let Kind::Dir(children) = &mut self.root.kind else { return false };
+        match children.get(name) {
+            Some(Node { kind: Kind::Dir(_), .. }) => false,
+            existing => {
+                let replaced = existing.is_some();
+                children.insert(name.to_string(), Node::dir(Meta::root(mode)));
+                replaced
+            }
         }
     }
 
