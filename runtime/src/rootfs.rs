@@ -170,7 +170,7 @@ mod tests {
             "mount - / - 0x44000 -",
             "mount /images/abc /images/abc - 0x5000 -",
             "mount proc /images/abc/proc proc 0xe -",
-            "mount tmpfs /images/abc/dev tmpfs 0xa mode=755,size=64k",
+            "mount tmpfs /images/abc/dev tmpfs 0xe mode=755,size=64k",
             "create /images/abc/dev/null 666",
             "mount /dev/null /images/abc/dev/null - 0x1000 -",
             "create /images/abc/dev/zero 666",
