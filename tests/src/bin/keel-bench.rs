@@ -137,7 +137,7 @@ fn bench() -> Result<(), String> {
     println!("  {:<12} {:>12}  (of {} apparent)", "disk alloc", img.blocks() * 512, img.len());
     println!();
     println!(
-        "keel build wall time: {} (first run reads the kernel package cold)",
+        "keel build wall time, two runs: {}",
         build_times.iter().map(|t| format!("{t:.2}s")).collect::<Vec<_>>().join(", ")
     );
     Ok(())
