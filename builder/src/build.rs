@@ -66,7 +66,7 @@ fn os_release(config: &Config, arch: Arch) -> String {
 
 /// Build every artifact for `arch` into `out_dir`. Nothing is left in `out_dir` on failure.
 pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Result<Artifacts, BuildError> {
-    config.verify_inputs(arch)?;
+    let pinned = config.read_inputs(arch)?;
     let containers = resolve::containers(config, arch)?;
     let loc = config.locator();
     let package = &config.kernel.packages[&arch];
@@ -75,7 +75,7 @@ pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Re
 
     // Kernel and module closure.
     let step = Step::start("kernel", None);
-    let deb = std::fs::read(&package.path).map_err(|e| anyhow::anyhow!("{}: {e}", package.path.display()))?;
+    let deb = pinned.package;
     let mut count = 0u64;
     let kernel = Kernel::from_deb(&deb, arch, |p| {
         count += 1;
@@ -162,7 +162,7 @@ pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Re
 
     // UKI.
     let step = Step::start("uki", None);
-    let stub = read_stub(&stub_ref.path, arch)
+    let stub = read_stub(pinned.stub, &stub_ref.path, arch)
         .map_err(|e| loc.at(&stub_ref.path_span, format!("{}.path", stub_ref.key), e))?;
     let cmdline = cmdline(arch, &config.kernel.cmdline);
     let osrel = os_release(config, arch);
@@ -247,9 +247,8 @@ fn volume_id(name: &str) -> u32 {
     u32::from_le_bytes([h[0], h[1], h[2], h[3]])
 }
 
-/// The systemd-stub for `arch`: from a `systemd-boot-efi` package, or a stub file as is.
-fn read_stub(path: &Path, arch: Arch) -> Result<Vec<u8>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+/// The systemd-stub for `arch`: out of a `systemd-boot-efi` package, or the stub file as is.
+fn read_stub(bytes: Vec<u8>, path: &Path, arch: Arch) -> Result<Vec<u8>, String> {
     if !bytes.starts_with(b"!<arch>\n") {
         return Ok(bytes);
     }

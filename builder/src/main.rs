@@ -69,7 +69,7 @@ fn load(path: &Path, arch: Option<&str>) -> Result<(Config, Arch), BuildError> {
 
 fn cmd_check(path: &Path, arch: Option<&str>) -> Result<(), BuildError> {
     let (config, arch) = load(path, arch)?;
-    config.verify_inputs(arch)?;
+    config.read_inputs(arch)?;
     let containers = resolve::containers(&config, arch)?;
     let m = resolve::materialize(&config, &containers, |_, _| {})?;
     println!(

@@ -30,11 +30,6 @@ impl Step {
         Step { bar, name, start: Instant::now() }
     }
 
-    /// Set the bar's length.
-    pub fn set_len(&self, len: u64) {
-        self.bar.set_length(len);
-    }
-
     /// Set the bar's position.
     pub fn set_pos(&self, pos: u64) {
         self.bar.set_position(pos);

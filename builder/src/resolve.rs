@@ -97,20 +97,8 @@ fn merge_env(image_env: &[String], c: &ContainerConfig) -> Vec<String> {
     env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
-/// A user as written: numeric ids, or names to look up in the image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UserSpec {
-    /// `uid[:gid]` by number or name.
-    Ids {
-        /// User.
-        user: String,
-        /// Group, if given.
-        group: Option<String>,
-    },
-}
-
-/// Check the shape of a `user` value.
-pub fn parse_user(s: &str) -> Result<UserSpec, String> {
+/// Split a `user` value into user and optional group (each a number or a name).
+pub fn parse_user(s: &str) -> Result<(String, Option<String>), String> {
     let (user, group) = match s.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (s, None),
@@ -120,13 +108,13 @@ pub fn parse_user(s: &str) -> Result<UserSpec, String> {
     if !ok(user) || group.is_some_and(|g| !ok(g)) {
         return Err(format!("`{s}` is not a user (expected uid[:gid] or name[:group])"));
     }
-    Ok(UserSpec::Ids { user: user.to_string(), group: group.map(str::to_string) })
+    Ok((user.to_string(), group.map(str::to_string)))
 }
 
 /// Resolve a user against the image tree's /etc/passwd and /etc/group.
 pub fn resolve_user(spec: Option<&str>, tree: &mut Tree) -> Result<(u32, u32), String> {
     let Some(spec) = spec else { return Ok((0, 0)) };
-    let UserSpec::Ids { user, group } = parse_user(spec)?;
+    let (user, group) = parse_user(spec)?;
     let passwd = read_text(tree, "etc/passwd");
     let (uid, primary_gid) = match user.parse::<u32>() {
         Ok(uid) => (uid, lookup(&passwd, 2, &user).and_then(|f| f.get(3).and_then(|g| g.parse().ok())).or(Some(uid))),
@@ -190,7 +178,7 @@ pub fn materialize(
     for (i, r) in resolved.iter().enumerate() {
         progress(i, &r.config.name);
         if !trees.iter().any(|(id, _)| *id == r.image.id) {
-            let (tree, s) = image::flatten(&r.image, |_, _| {})
+            let (tree, s) = image::flatten(&r.image)
                 .map_err(|e| ConfigErrors(vec![container_error(config, &r.config, "image", e.to_string())]))?;
             stats.layers += s.layers;
             stats.whiteouts += s.whiteouts;

@@ -54,8 +54,6 @@ pub struct Built {
     pub efi: PathBuf,
     /// `NAME-ARCH.initrd`.
     pub initrd: PathBuf,
-    /// What `keel build` printed.
-    pub log: String,
 }
 
 /// Build `config` (relative to the root) for `arch` into `out` (relative to target/keel-tests).
@@ -73,7 +71,6 @@ pub fn build(config: &str, arch: Arch, out: &str) -> Built {
         efi: dir.join(format!("{stem}.efi")),
         initrd: dir.join(format!("{stem}.initrd")),
         dir,
-        log,
     }
 }
 

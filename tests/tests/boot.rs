@@ -12,10 +12,7 @@ const GREETING: &str = "Hello from keel!";
 
 fn boot_hello(arch: Arch) {
     let b = hello(arch);
-    let qarch = match arch {
-        Arch::X86_64 => keel_qemu::Arch::X86_64,
-        Arch::Aarch64 => keel_qemu::Arch::Aarch64,
-    };
+    let qarch: keel_qemu::Arch = arch.name().parse().expect("keel-qemu knows every keel arch");
     let mut cfg = VmConfig::new(qarch, Boot::Disk(b.img.clone()));
     cfg.accel = Accel::Tcg;
     let outcome = keel_qemu::run_to_exit(&cfg, Duration::from_secs(300)).expect("boot");

@@ -50,6 +50,15 @@ pub struct Config {
     pub containers: Vec<ContainerConfig>,
 }
 
+/// The pinned input files for one arch, read and verified.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// The linux-image package.
+    pub package: Vec<u8>,
+    /// The stub, as configured (a systemd-boot-efi package or a stub file).
+    pub stub: Vec<u8>,
+}
+
 /// A pinned input file, its path resolved against the config's directory.
 #[derive(Debug, Clone)]
 pub struct FileRef {
@@ -145,7 +154,7 @@ impl std::error::Error for ConfigErrors {}
 
 impl Config {
     /// Read, parse and validate a config file (the files it pins are checked by
-    /// [`Config::verify_inputs`]).
+    /// [`Config::read_inputs`]).
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let source = std::fs::read_to_string(path).map_err(|e| {
             ConfigErrors(vec![Diagnostic {
@@ -170,7 +179,7 @@ impl Config {
             if !v.errors.is_empty() {
                 return Err(ConfigErrors(v.errors));
             }
-            config.ok_or_else(|| ConfigErrors(Vec::new()))?
+            config
         };
         config.path = path.to_path_buf();
         config.source = source;
@@ -182,28 +191,27 @@ impl Config {
         Locator::new(&self.path, &self.source)
     }
 
-    /// Check that the files pinned for `arch` exist and match their sha256.
-    pub fn verify_inputs(&self, arch: Arch) -> Result<(), ConfigErrors> {
+    /// Read the files pinned for `arch` (kernel package, stub), each checked against its
+    /// sha256 as read, so the bytes used are the bytes verified. Every problem is reported.
+    pub fn read_inputs(&self, arch: Arch) -> Result<Inputs, ConfigErrors> {
         let loc = self.locator();
         let mut errors = Vec::new();
-        for (what, map) in [("package", &self.kernel.packages), ("stub", &self.kernel.stubs)] {
-            match map.get(&arch) {
-                Some(f) => {
-                    if let Err(d) = verify_file(&loc, f) {
-                        errors.push(d);
-                    }
-                }
-                None => errors.push(loc.at(
+        let mut read = |what: &str, map: &BTreeMap<Arch, FileRef>| match map.get(&arch) {
+            Some(f) => read_verified(&loc, f).map_err(|d| errors.push(d)).ok(),
+            None => {
+                errors.push(loc.at(
                     &self.kernel.span,
                     format!("kernel.{what}.{arch}"),
                     format!("no kernel {what} for {arch}: add `{what}.{arch} = {{ path = \"…\", sha256 = \"…\" }}`"),
-                )),
+                ));
+                None
             }
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigErrors(errors))
+        };
+        let package = read("package", &self.kernel.packages);
+        let stub = read("stub", &self.kernel.stubs);
+        match (package, stub) {
+            (Some(package), Some(stub)) if errors.is_empty() => Ok(Inputs { package, stub }),
+            _ => Err(ConfigErrors(errors)),
         }
     }
 }
@@ -223,13 +231,14 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
-fn verify_file(loc: &Locator<'_>, f: &FileRef) -> Result<(), Diagnostic> {
+fn read_verified(loc: &Locator<'_>, f: &FileRef) -> Result<Vec<u8>, Diagnostic> {
     if !f.path.is_file() {
         return Err(loc.at(&f.path_span, format!("{}.path", f.key), format!("file not found: {}", f.path.display())));
     }
-    let got = sha256_file(&f.path).map_err(|e| {
+    let bytes = std::fs::read(&f.path).map_err(|e| {
         loc.at(&f.path_span, format!("{}.path", f.key), format!("cannot read {}: {e}", f.path.display()))
     })?;
+    let got = hex::encode(Sha256::digest(&bytes));
     if got != f.sha256 {
         return Err(loc.at(
             &f.sha256_span,
@@ -237,7 +246,7 @@ fn verify_file(loc: &Locator<'_>, f: &FileRef) -> Result<(), Diagnostic> {
             format!("sha256 mismatch for {}: expected {}, got {got}", f.path.display(), f.sha256),
         ));
     }
-    Ok(())
+    Ok(bytes)
 }
 
 /// Is `s` a valid name for an image or container: lower-case letters, digits, `-`, `_`, `.`,
@@ -272,7 +281,7 @@ impl Validator<'_> {
         self.errors.push(self.loc.at(span, key, msg));
     }
 
-    fn config(&mut self, raw: RawConfig) -> Option<Config> {
+    fn config(&mut self, raw: RawConfig) -> Config {
         if *raw.version.get_ref() != CONFIG_VERSION {
             self.err(
                 &raw.version.span(),
@@ -337,7 +346,7 @@ impl Validator<'_> {
         if containers.is_empty() {
             self.err(&(0..0), "container", "no [[container]]: an image needs at least one container");
         }
-        Some(Config { path: PathBuf::new(), source: String::new(), name, arch, kernel, host, data_size, containers })
+        Config { path: PathBuf::new(), source: String::new(), name, arch, kernel, host, data_size, containers }
     }
 
     fn file(&mut self, key: String, f: Spanned<RawFile>) -> FileRef {

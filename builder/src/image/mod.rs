@@ -207,26 +207,21 @@ pub const MOUNT_POINTS: &[(&str, u32)] =
     &[("proc", 0o555), ("sys", 0o555), ("dev", 0o755), ("tmp", 0o1777), ("run", 0o755)];
 
 /// Flatten an image into one tree, verifying every layer's digests.
-pub fn flatten(image: &Image, mut progress: impl FnMut(u64, u64)) -> Result<(Tree, FlattenStats), ImageError> {
+pub fn flatten(image: &Image) -> Result<(Tree, FlattenStats), ImageError> {
     let mut tree = Tree::default();
     let mut stats = FlattenStats::default();
     match &image.source {
         Source::Oci(r) => {
-            let total = r.manifest.layers.len() as u64;
             let diff_ids = r.config.rootfs.as_ref().map(|f| f.diff_ids.clone()).unwrap_or_default();
             for (i, l) in r.manifest.layers.iter().enumerate() {
-                progress(i as u64, total);
                 let s = apply_layer(&r.layout, l, diff_ids.get(i), &mut tree)?;
                 stats.layers += 1;
                 stats.whiteouts += s.whiteouts;
                 stats.devices_dropped += s.devices_dropped;
             }
-            progress(total, total);
         }
         Source::Dir(path) => {
-            progress(0, 1);
             read_dir_tree(path, &mut tree.root)?;
-            progress(1, 1);
         }
     }
     for (name, mode) in MOUNT_POINTS {
