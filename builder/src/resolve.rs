@@ -200,6 +200,13 @@ pub fn materialize(
             hostname: r.config.hostname.clone(),
             uid,
             gid,
+            id_base: 0,
+            limits: keel_plan::Limits::default(),
+            capabilities: vec![],
+            seccomp: None,
+            read_only: false,
+            tmpfs: vec!["/tmp".into(), "/run".into()],
+            nofile: keel_plan::Rlimit { soft: 1024, hard: 524_288 },
         });
     }
     Ok(Materialized { trees, containers, stats })

@@ -162,6 +162,13 @@ mod tests {
             hostname: "web-1".into(),
             uid: 1000,
             gid: 100,
+            id_base: 0,
+            limits: keel_plan::Limits::default(),
+            capabilities: vec![],
+            seccomp: None,
+            read_only: false,
+            tmpfs: vec![],
+            nofile: keel_plan::Rlimit { soft: 1024, hard: 4096 },
         }
     }
 

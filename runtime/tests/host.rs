@@ -74,6 +74,13 @@ fn container(args: &[&str]) -> Container {
         hostname: "keel-test-ct".into(),
         uid: 0,
         gid: 0,
+        id_base: 0,
+        limits: keel_plan::Limits::default(),
+        capabilities: vec![],
+        seccomp: None,
+        read_only: false,
+        tmpfs: vec![],
+        nofile: keel_plan::Rlimit { soft: 1024, hard: 4096 },
     }
 }
 

@@ -20,6 +20,16 @@ pub const IMAGES_MOUNT: &str = "/run/keel/images";
 pub const DATA_MOUNT: &str = "/run/keel/data";
 /// Prefix of every boot-timeline line on the console: `keel-timeline: <seconds> <event> [detail]`.
 pub const TIMELINE_PREFIX: &str = "keel-timeline:";
+/// How many ids each container's user namespace maps: container ids `0..ID_RANGE` are host ids
+/// `id_base..id_base + ID_RANGE`.
+pub const ID_RANGE: u32 = 65_536;
+/// keel's cgroup v2 subtree; each container gets `CGROUP_ROOT/<name>`.
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup/keel";
+/// Directory in the initramfs holding compiled seccomp filters ([`seccomp`] format).
+pub const SECCOMP_DIR: &str = "/etc/keel/seccomp";
+
+pub mod caps;
+pub mod seccomp;
 
 /// Target architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -172,6 +182,54 @@ pub struct Container {
     pub uid: u32,
     /// gid the process runs as (inside the container).
     pub gid: u32,
+    /// Host uid and gid that container id 0 maps to; [`ID_RANGE`] ids are mapped. The builder
+    /// stores the container's tree with every owner shifted by this much.
+    pub id_base: u32,
+    /// cgroup v2 limits.
+    pub limits: Limits,
+    /// Capabilities the process keeps (numbers, see [`caps`]); empty means none.
+    pub capabilities: Vec<u32>,
+    /// Absolute path (in the initramfs) of the compiled seccomp filters to install, in order;
+    /// `None` means unconfined.
+    pub seccomp: Option<String>,
+    /// Mount the root filesystem read-only (else: an overlay with a tmpfs upper layer).
+    pub read_only: bool,
+    /// Absolute paths inside the container that get a fresh tmpfs.
+    pub tmpfs: Vec<String>,
+    /// RLIMIT_NOFILE.
+    pub nofile: Rlimit,
+}
+
+/// A container's cgroup v2 limits. `None` leaves the controller's default (`max`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// memory.max in bytes (memory.swap.max is always 0).
+    pub memory_max: Option<u64>,
+    /// cpu.max.
+    pub cpu_max: Option<CpuMax>,
+    /// pids.max.
+    pub pids_max: Option<u64>,
+}
+
+/// cpu.max: at most `quota_us` of CPU time every `period_us`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuMax {
+    /// CPU time allowed per period, in microseconds.
+    pub quota_us: u64,
+    /// Period, in microseconds.
+    pub period_us: u64,
+}
+
+/// A resource limit pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rlimit {
+    /// Soft limit.
+    pub soft: u64,
+    /// Hard limit.
+    pub hard: u64,
 }
 
 impl Plan {
@@ -237,6 +295,13 @@ mod tests {
                 hostname: "hello".into(),
                 uid: 0,
                 gid: 0,
+                id_base: 65_536,
+                limits: Limits { memory_max: Some(64 << 20), cpu_max: None, pids_max: Some(128) },
+                capabilities: vec![caps::by_name("NET_BIND_SERVICE").unwrap()],
+                seccomp: Some("/etc/keel/seccomp/default".into()),
+                read_only: true,
+                tmpfs: vec!["/tmp".into()],
+                nofile: Rlimit { soft: 1024, hard: 524_288 },
             }],
         }
     }
