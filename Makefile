@@ -17,9 +17,9 @@ setup:
 
 ## build: target/release/keel and keel-init for both arches
 build: setup
-	$(CARGO) build --release -p keel-builder -p keel-tests
-	$(CARGO) build --release -p keel-init -p trivial-init --target x86_64-unknown-linux-musl
-	$(CARGO) build --release -p keel-init -p trivial-init --target aarch64-unknown-linux-musl
+	$(CARGO) build --release -p keel-builder -p keel-tests -p keel-runtime-cli
+	$(CARGO) build --release -p keel-init -p trivial-init -p keel-probe --target x86_64-unknown-linux-musl
+	$(CARGO) build --release -p keel-init -p trivial-init -p keel-probe --target aarch64-unknown-linux-musl
 
 ## demo: build configs/hello.toml for this machine's arch and boot it under QEMU (TCG)
 demo: build

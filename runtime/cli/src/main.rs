@@ -1,0 +1,2 @@
+//! keel-runtime: placeholder, being written.
+fn main() {}

@@ -1,0 +1,2 @@
+//! keel-probe: placeholder, being written.
+fn main() {}
