@@ -20,6 +20,7 @@ build: setup
 	$(CARGO) build --release -p keel-builder -p keel-tests -p keel-runtime-cli
 	$(CARGO) build --release -p keel-init -p trivial-init -p keel-probe --target x86_64-unknown-linux-musl
 	$(CARGO) build --release -p keel-init -p trivial-init -p keel-probe --target aarch64-unknown-linux-musl
+	tests/fixtures/make-probe-oci target target/probe-oci
 
 ## demo: build configs/hello.toml for this machine's arch and boot it under QEMU (TCG)
 demo: build

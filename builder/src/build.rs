@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use keel_plan::{Arch, Plan, PLAN_PATH, PLAN_VERSION};
 
 use crate::config::{Config, ConfigErrors, Diagnostic};
-use crate::image::tree::Tree;
 use crate::initramfs::{self, Entry};
 use crate::kernel::{self, Kernel, Wanted};
 use crate::output::Output;
@@ -106,15 +105,17 @@ pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Re
 
     // Images, flattened.
     let step = Step::start("images", Some(containers.len() as u64));
-    let resolve::Materialized { trees, containers: plan_containers, stats } =
+    let resolve::Materialized { trees, images, containers: plan_containers, stats, owners_clamped } =
         resolve::materialize(config, &containers, |i, name| {
             step.set_pos(i as u64);
             step.message(name.to_string());
         })?;
-    let tree_refs: Vec<(String, &Tree)> = trees.iter().map(|(id, t)| (id.clone(), t)).collect();
-    let image_bytes: u64 = tree_refs.iter().map(|(_, t)| t.stats().file_bytes).sum();
+    let tree_refs: Vec<ext4::Root<'_>> =
+        trees.iter().map(|r| ext4::Root { name: &r.dir, tree: &r.tree, id_shift: r.id_base }).collect();
+    let image_bytes: u64 = tree_refs.iter().map(|r| r.tree.stats().file_bytes).sum();
     step.done(format!(
-        "{} image tree(s), {} KiB, {} layer(s), {} whiteout(s), {} device node(s) dropped",
+        "{images} image(s), {} container tree(s), {} KiB, {} layer(s), {} whiteout(s), {} device node(s) dropped, \
+         {owners_clamped} owner(s) outside the id range made nobody",
         trees.len(),
         image_bytes >> 10,
         stats.layers,

@@ -64,12 +64,24 @@ pub fn uuid_for(seed: &str, label: &str) -> [u8; 16] {
     u
 }
 
+/// One top-level directory of a filesystem: a tree, stored with every owner shifted by
+/// `id_shift` (the container's user-namespace base, so owners look original inside it).
+#[derive(Debug, Clone, Copy)]
+pub struct Root<'a> {
+    /// Directory name at the top of the filesystem.
+    pub name: &'a str,
+    /// The tree.
+    pub tree: &'a Tree,
+    /// Added to every uid and gid.
+    pub id_shift: u32,
+}
+
 /// A size that fits `trees` (as top-level directories) with room for metadata and journal,
 /// rounded up to 1 MiB.
-pub fn size_for(trees: &[(String, &Tree)]) -> (u64, u32) {
+pub fn size_for(trees: &[Root<'_>]) -> (u64, u32) {
     let (mut blocks, mut nodes) = (0u64, 16u64);
-    for (_, t) in trees {
-        let s = t.stats();
+    for r in trees {
+        let s = r.tree.stats();
         blocks += s.data_blocks + s.dirs;
         nodes += s.nodes;
     }
@@ -87,7 +99,7 @@ pub fn write(
     label: &str,
     uuid: [u8; 16],
     inodes: Option<u32>,
-    trees: &[(String, &Tree)],
+    trees: &[Root<'_>],
 ) -> Result<u64, Ext4Error> {
     let err = |e: mkext4::Error| Ext4Error::Build { label: label.to_string(), message: e.to_string() };
     let mut opts = Options::new(size, uuid, EPOCH);
@@ -99,10 +111,12 @@ pub fn write(
     }
     let mut b = FsBuilder::new(opts).map_err(err)?;
     let mut fills: Vec<(InodeHandle, Arc<Vec<u8>>)> = Vec::new();
-    let mut links: HashMap<usize, InodeHandle> = HashMap::new();
-    for (name, tree) in trees {
-        let dir = b.mkdir(ROOT, name, meta(&tree.root.meta)).map_err(err)?;
-        declare(&mut b, dir, &tree.root, &mut fills, &mut links).map_err(err)?;
+    for r in trees {
+        // Hardlinks never cross trees: each tree's files carry their own (shifted) owners.
+        let mut links: HashMap<usize, InodeHandle> = HashMap::new();
+        let shift = r.id_shift;
+        let dir = b.mkdir(ROOT, r.name, meta(&r.tree.root.meta, shift)).map_err(err)?;
+        declare(&mut b, dir, &r.tree.root, shift, &mut fills, &mut links).map_err(err)?;
     }
     let layout = b.seal().map_err(err)?;
     let mut adapter = SinkAdapter { sink, base };
@@ -116,25 +130,28 @@ pub fn write(
     Ok(written)
 }
 
-fn meta(m: &Meta) -> mkext4::Meta {
+/// mkext4 metadata for `m`, owners shifted by `shift`. The builder checks that every owner fits
+/// the container's id range; an owner that would overflow is clamped (never wraps to low ids).
+fn meta(m: &Meta, shift: u32) -> mkext4::Meta {
     let mode = u16::try_from(m.mode & 0o7777).unwrap_or(0o755);
-    mkext4::Meta::new(mode, m.uid, m.gid, (m.mtime.max(0), 0))
+    mkext4::Meta::new(mode, m.uid.saturating_add(shift), m.gid.saturating_add(shift), (m.mtime.max(0), 0))
 }
 
 fn declare(
     b: &mut FsBuilder,
     dir: InodeHandle,
     node: &Node,
+    shift: u32,
     fills: &mut Vec<(InodeHandle, Arc<Vec<u8>>)>,
     links: &mut HashMap<usize, InodeHandle>,
 ) -> mkext4::Result<()> {
     let Kind::Dir(children) = &node.kind else { return Ok(()) };
     for (name, child) in children {
-        let m = meta(&child.meta);
+        let m = meta(&child.meta, shift);
         match &child.kind {
             Kind::Dir(_) => {
                 let d = b.mkdir(dir, name, m)?;
-                declare(b, d, child, fills, links)?;
+                declare(b, d, child, shift, fills, links)?;
             }
             Kind::File(data) => {
                 let key = Arc::as_ptr(data) as usize;

@@ -76,7 +76,7 @@ fn cmd_check(path: &Path, arch: Option<&str>) -> Result<(), BuildError> {
         "{}: ok ({arch}, {} container(s), {} image(s), {} layer(s) verified)",
         path.display(),
         m.containers.len(),
-        m.trees.len(),
+        m.images,
         m.stats.layers
     );
     Ok(())

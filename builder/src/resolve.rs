@@ -6,6 +6,7 @@ use std::path::Path;
 
 use keel_plan::Arch;
 
+use crate::config::isolation::Seccomp;
 use crate::config::{Config, ConfigErrors, ContainerConfig, Diagnostic};
 use crate::image::{self, tree::Tree, Image, ImageRef};
 
@@ -154,62 +155,162 @@ fn lookup(db: &str, field: usize, value: &str) -> Option<Vec<String>> {
         .find(|f| f.get(field).map(String::as_str) == Some(value))
 }
 
-/// Every image flattened into its tree, and each container's plan entry.
+/// One container's root tree as stored on keel-images: the image's tree plus the container's
+/// mount points, stored with owners shifted by `id_base`.
+#[derive(Debug)]
+pub struct Rootfs {
+    /// Directory name on keel-images (the plan's `rootfs`): the container's name.
+    pub dir: String,
+    /// The tree.
+    pub tree: Tree,
+    /// Host id of the container's uid and gid 0.
+    pub id_base: u32,
+}
+
+/// Every container's root tree, and its plan entry.
 #[derive(Debug)]
 pub struct Materialized {
-    /// One tree per distinct image, by image id.
-    pub trees: Vec<(String, Tree)>,
+    /// One tree per container, in config order.
+    pub trees: Vec<Rootfs>,
+    /// Distinct images flattened.
+    pub images: usize,
     /// The plan's containers, in config order.
     pub containers: Vec<keel_plan::Container>,
     /// What flattening did, over all images.
     pub stats: image::FlattenStats,
+    /// Files whose owner was outside the container's id range and became 65534 (`nobody`).
+    pub owners_clamped: u64,
 }
 
-/// Flatten every image (verifying every layer) and resolve each container's user against its
-/// image. Shared by `keel check` and `keel build`: whatever a build would reject, check rejects.
+/// Where the seccomp filter of a container lives in the initramfs.
+pub fn seccomp_path(c: &ContainerConfig) -> Option<String> {
+    match &c.isolation.seccomp {
+        Seccomp::Default => Some(format!("{}/default", keel_plan::SECCOMP_DIR)),
+        Seccomp::Unconfined => None,
+        Seccomp::Profile { .. } => Some(format!("{}/{}", keel_plan::SECCOMP_DIR, c.name)),
+    }
+}
+
+/// Flatten every image (verifying every layer), make each container's tree (its mount points
+/// added, owners checked against its id range) and resolve its user. Shared by `keel check` and
+/// `keel build`: whatever a build would reject, check rejects.
 pub fn materialize(
     config: &Config,
     resolved: &[Resolved],
     mut progress: impl FnMut(usize, &str),
 ) -> Result<Materialized, ConfigErrors> {
-    let mut trees: Vec<(String, Tree)> = Vec::new();
+    let mut images: Vec<(String, Tree)> = Vec::new();
+    let mut trees = Vec::new();
     let mut containers = Vec::new();
     let mut stats = image::FlattenStats::default();
-    for (i, r) in resolved.iter().enumerate() {
+    let mut owners_clamped = 0;
+    let bases = id_bases(resolved.iter().map(|r| r.config.name.as_str()));
+    for ((i, r), id_base) in resolved.iter().enumerate().zip(bases) {
         progress(i, &r.config.name);
-        if !trees.iter().any(|(id, _)| *id == r.image.id) {
-            let (tree, s) = image::flatten(&r.image)
-                .map_err(|e| ConfigErrors(vec![container_error(config, &r.config, "image", e.to_string())]))?;
-            stats.layers += s.layers;
-            stats.whiteouts += s.whiteouts;
-            stats.devices_dropped += s.devices_dropped;
-            stats.mount_points_replaced += s.mount_points_replaced;
-            trees.push((r.image.id.clone(), tree));
-        }
-        let (uid, gid) = match trees.iter_mut().find(|(id, _)| *id == r.image.id) {
-            Some((_, t)) => resolve_user(r.user.as_deref(), t)
-                .map_err(|e| ConfigErrors(vec![container_error(config, &r.config, "user", e)]))?,
-            None => (0, 0),
+        let fail = |field: &str, e: String| ConfigErrors(vec![container_error(config, &r.config, field, e)]);
+        let mut tree = match images.iter().find(|(id, _)| *id == r.image.id) {
+            Some((_, t)) => t.clone(),
+            None => {
+                let (tree, s) = image::flatten(&r.image).map_err(|e| fail("image", e.to_string()))?;
+                stats.layers += s.layers;
+                stats.whiteouts += s.whiteouts;
+                stats.devices_dropped += s.devices_dropped;
+                stats.mount_points_replaced += s.mount_points_replaced;
+                images.push((r.image.id.clone(), tree.clone()));
+                tree
+            }
         };
+        let (uid, gid) = resolve_user(r.user.as_deref(), &mut tree).map_err(|e| fail("user", e))?;
+        if uid >= keel_plan::ID_RANGE || gid >= keel_plan::ID_RANGE {
+            return Err(fail(
+                "user",
+                format!("{uid}:{gid} is outside the container's id range 0-{}", keel_plan::ID_RANGE - 1),
+            ));
+        }
+        for path in &r.config.isolation.tmpfs {
+            mount_point(&mut tree, path).map_err(|e| fail("tmpfs", e))?;
+        }
+        owners_clamped += clamp_owners(&mut tree.root);
+        let iso = &r.config.isolation;
         containers.push(keel_plan::Container {
             name: r.config.name.clone(),
-            rootfs: r.image.id.clone(),
+            rootfs: r.config.name.clone(),
             args: r.args.clone(),
             env: r.env.clone(),
             cwd: r.cwd.clone(),
             hostname: r.config.hostname.clone(),
             uid,
             gid,
-            id_base: 0,
-            limits: keel_plan::Limits::default(),
-            capabilities: vec![],
-            seccomp: None,
-            read_only: false,
-            tmpfs: vec!["/tmp".into(), "/run".into()],
-            nofile: keel_plan::Rlimit { soft: 1024, hard: 524_288 },
+            id_base,
+            limits: iso.limits,
+            capabilities: iso.capabilities.clone(),
+            seccomp: seccomp_path(&r.config),
+            read_only: iso.read_only,
+            tmpfs: iso.tmpfs.clone(),
+            nofile: iso.nofile,
         });
+        trees.push(Rootfs { dir: r.config.name.clone(), tree, id_base });
     }
-    Ok(Materialized { trees, containers, stats })
+    Ok(Materialized { trees, images: images.len(), containers, stats, owners_clamped })
+}
+
+/// Make `path` a directory in `tree` that the runtime can mount on: every component a real
+/// directory (created if missing), none a symlink, since the kernel would follow a symlink in a
+/// mount target before the container's root is in place.
+fn mount_point(tree: &mut Tree, path: &str) -> Result<(), String> {
+    let comps = image::tree::components(path).map_err(|e| format!("tmpfs `{path}`: {e}"))?;
+    let real = tree
+        .resolve_dir(&comps, Some(image::tree::Meta::root(0o755)))
+        .map_err(|e| format!("tmpfs `{path}` cannot be a mount point in the image: {e}"))?;
+    if real != comps {
+        return Err(format!(
+            "tmpfs `{path}` goes through a symlink in the image (to /{}): list the real directory instead",
+            real.join("/")
+        ));
+    }
+    Ok(())
+}
+
+/// Owners outside the container's id range would land in another container's range once
+/// shifted: make them `nobody` (65534). Returns how many nodes changed.
+fn clamp_owners(node: &mut image::tree::Node) -> u64 {
+    const NOBODY: u32 = 65_534;
+    let mut n = 0;
+    if node.meta.uid >= keel_plan::ID_RANGE || node.meta.gid >= keel_plan::ID_RANGE {
+        if node.meta.uid >= keel_plan::ID_RANGE {
+            node.meta.uid = NOBODY;
+        }
+        if node.meta.gid >= keel_plan::ID_RANGE {
+            node.meta.gid = NOBODY;
+        }
+        n += 1;
+    }
+    if let image::tree::Kind::Dir(children) = &mut node.kind {
+        n += children.values_mut().map(clamp_owners).sum::<u64>();
+    }
+    n
+}
+
+/// Number of id ranges keel hands out: bases are `slot * ID_RANGE` for slot 1..=SLOTS, all below
+/// 2^31 so no host id overflows.
+pub const ID_SLOTS: u32 = 32_767;
+
+/// Each container's host id base: a slot picked from a hash of its name (so a container keeps
+/// its range when others are added, removed or reordered, and files it leaves on volumes stay
+/// its own), moving to the next free slot on a collision.
+pub fn id_bases<'a>(names: impl Iterator<Item = &'a str>) -> Vec<u32> {
+    let mut used = std::collections::BTreeSet::new();
+    names
+        .map(|name| {
+            // FNV-1a: stable across Rust versions, unlike the std hasher.
+            let h = name.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+            let mut slot = h % ID_SLOTS;
+            while !used.insert(slot) {
+                slot = (slot + 1) % ID_SLOTS;
+            }
+            (slot + 1) * keel_plan::ID_RANGE
+        })
+        .collect()
 }
 
 /// A diagnostic for a container problem found while building.
@@ -217,6 +318,10 @@ pub fn container_error(config: &Config, c: &ContainerConfig, field: &str, messag
     let span = match field {
         "image" => c.image_span.clone(),
         "user" => c.user.as_ref().map(|(_, s)| s.clone()).unwrap_or(c.span.clone()),
+        "seccomp" => match &c.isolation.seccomp {
+            Seccomp::Profile { span, .. } => span.clone(),
+            _ => c.span.clone(),
+        },
         _ => c.span.clone(),
     };
     config.locator().at(&span, c.key(field), message)
@@ -254,5 +359,49 @@ mod tests {
         assert_eq!(resolve_user(Some("33"), &mut t), Ok((33, 34)));
         assert!(resolve_user(Some("nobody"), &mut t).is_err());
         assert!(parse_user("a b").is_err());
+    }
+
+    #[test]
+    fn id_bases_are_distinct_stable_and_in_range() {
+        let names: Vec<String> = (0..2000).map(|i| format!("c{i}")).collect();
+        let bases = id_bases(names.iter().map(String::as_str));
+        let set: std::collections::BTreeSet<u32> = bases.iter().copied().collect();
+        assert_eq!(set.len(), bases.len(), "ranges overlap");
+        assert!(bases.iter().all(|b| *b >= keel_plan::ID_RANGE && b % keel_plan::ID_RANGE == 0));
+        assert!(bases.iter().all(|b| b.checked_add(keel_plan::ID_RANGE).is_some_and(|e| e <= 1 << 31)));
+        // A container keeps its range when another one is added before it.
+        let a = id_bases(["web"].into_iter());
+        let b = id_bases(["db", "web"].into_iter());
+        assert_eq!(a[0], b[1]);
+        // A collision moves to the next slot deterministically.
+        let same = id_bases(["x", "x"].into_iter());
+        assert_eq!(same[1], same[0] + keel_plan::ID_RANGE);
+    }
+
+    #[test]
+    fn tmpfs_mount_points_are_real_directories() {
+        let mut t = tree_with("", "");
+        t.dir_mut(&[]).unwrap().insert(
+            "link".into(),
+            Node { meta: Meta::root(0o777), kind: Kind::Symlink("/etc".into()) },
+        );
+        assert!(mount_point(&mut t, "/var/cache/app").is_ok());
+        assert!(t.lookup("var/cache/app").is_ok());
+        let e = mount_point(&mut t, "/link/x").unwrap_err();
+        assert!(e.contains("symlink"), "{e}");
+        let e = mount_point(&mut t, "/etc/passwd").unwrap_err();
+        assert!(e.contains("mount point"), "{e}");
+    }
+
+    #[test]
+    fn owners_outside_the_range_become_nobody() {
+        let mut t = tree_with("", "");
+        t.dir_mut(&[]).unwrap().insert(
+            "big".into(),
+            Node { meta: Meta { mode: 0o644, uid: 70_000, gid: 5, mtime: 0 }, kind: Kind::File(Arc::new(vec![])) },
+        );
+        assert_eq!(clamp_owners(&mut t.root), 1);
+        let n = t.lookup("big").unwrap();
+        assert_eq!((n.meta.uid, n.meta.gid), (65_534, 5));
     }
 }

@@ -4,6 +4,7 @@
 //! reports all problems it finds, not just the first.
 
 mod diag;
+pub mod isolation;
 mod schema;
 pub mod units;
 
@@ -123,6 +124,8 @@ pub struct ContainerConfig {
     pub workdir: Option<String>,
     /// Host name inside the container (default: the container name).
     pub hostname: String,
+    /// Limits, capabilities, seccomp, root filesystem: see [`isolation`].
+    pub isolation: isolation::Isolation,
     /// Span of the whole table, for errors about it as a whole.
     pub span: Range<usize>,
 }
@@ -457,6 +460,7 @@ impl Validator<'_> {
 
     fn container(&mut self, index: usize, c: RawContainer, span: Range<usize>) -> ContainerConfig {
         let key = |f: &str| format!("container[{index}].{f}");
+        let isolation = self.isolation(index, &c);
         let name = c.name.get_ref().clone();
         if !valid_name(&name) {
             self.err(
@@ -502,6 +506,7 @@ impl Validator<'_> {
         };
         ContainerConfig {
             index,
+            isolation,
             name,
             image: c.image.get_ref().clone(),
             image_span: c.image.span(),

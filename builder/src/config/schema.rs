@@ -85,4 +85,29 @@ pub struct RawContainer {
     pub workdir: Option<Spanned<String>>,
     #[serde(default)]
     pub hostname: Option<Spanned<String>>,
+    #[serde(default)]
+    pub memory: Option<Spanned<String>>,
+    #[serde(default)]
+    pub cpus: Option<Spanned<Number>>,
+    #[serde(default)]
+    pub pids: Option<Spanned<Number>>,
+    #[serde(default)]
+    pub nofile: Option<Spanned<Number>>,
+    #[serde(default)]
+    pub capabilities: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub seccomp: Option<Spanned<String>>,
+    #[serde(default)]
+    pub read_only: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub tmpfs: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// A number that may be written as an integer, a float, or a string such as `"max"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Number {
+    Int(i64),
+    Float(f64),
+    Text(String),
 }

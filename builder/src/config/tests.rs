@@ -76,3 +76,67 @@ fn bad_size() {
     let d = first_error(&format!("{GOOD}\n[disk]\ndata-size = \"12XB\"\n"));
     assert_eq!(d.key, "disk.data-size");
 }
+
+fn with_container_keys(keys: &str) -> String {
+    GOOD.replace("env = { A = \"1\" }", &format!("env = {{ A = \"1\" }}\n{keys}"))
+}
+
+#[test]
+fn isolation_defaults_are_the_safe_choice() {
+    let c = parse(GOOD).unwrap();
+    let iso = &c.containers[0].isolation;
+    assert_eq!(iso.limits.memory_max, Some(isolation::DEFAULT_MEMORY));
+    assert_eq!(iso.limits.pids_max, Some(isolation::DEFAULT_PIDS));
+    assert_eq!(iso.limits.cpu_max, None);
+    assert!(iso.capabilities.is_empty());
+    assert_eq!(iso.seccomp, isolation::Seccomp::Default);
+    assert!(iso.read_only);
+    assert_eq!(iso.tmpfs, ["/tmp", "/run"]);
+    assert_eq!(iso.nofile, isolation::DEFAULT_NOFILE);
+}
+
+#[test]
+fn isolation_keys_parse() {
+    let src = with_container_keys(
+        "memory = \"64MiB\"\ncpus = 0.5\npids = 64\nnofile = \"256:4096\"\ncapabilities = [\"NET_BIND_SERVICE\", \"CAP_CHOWN\"]\n\
+         seccomp = \"unconfined\"\nread-only = false\ntmpfs = [\"/var/cache//app/\", \"/tmp\"]",
+    );
+    let c = parse(&src).unwrap();
+    let iso = &c.containers[0].isolation;
+    assert_eq!(iso.limits.memory_max, Some(64 << 20));
+    assert_eq!(iso.limits.cpu_max, Some(keel_plan::CpuMax { quota_us: 50_000, period_us: 100_000 }));
+    assert_eq!(iso.limits.pids_max, Some(64));
+    assert_eq!(iso.nofile, keel_plan::Rlimit { soft: 256, hard: 4096 });
+    assert_eq!(iso.capabilities, [0, 10]);
+    assert_eq!(iso.seccomp, isolation::Seccomp::Unconfined);
+    assert!(!iso.read_only);
+    assert_eq!(iso.tmpfs, ["/var/cache/app", "/tmp"]);
+    let c = parse(&with_container_keys("memory = \"max\"\npids = \"max\"\ncpus = 2")).unwrap();
+    let l = c.containers[0].isolation.limits;
+    assert_eq!((l.memory_max, l.pids_max), (None, None));
+    assert_eq!(l.cpu_max.map(|c| c.quota_us), Some(200_000));
+}
+
+#[test]
+fn bad_isolation_values_are_located() {
+    for (keys, key, needle) in [
+        ("memory = \"1MiB\"", "container[0].memory", "at least 4MiB"),
+        ("memory = \"lots\"", "container[0].memory", "not a size"),
+        ("cpus = 0", "container[0].cpus", "0.01 to 1024"),
+        ("cpus = \"fast\"", "container[0].cpus", "0.01 to 1024"),
+        ("pids = 0", "container[0].pids", "at least 1"),
+        ("nofile = \"9:3\"", "container[0].nofile", "SOFT:HARD"),
+        ("capabilities = [\"FLY\"]", "container[0].capabilities", "not a capability"),
+        ("seccomp = \"no-such-profile.toml\"", "container[0].seccomp", "profile not found"),
+        ("tmpfs = [\"var/x\"]", "container[0].tmpfs", "absolute"),
+        ("tmpfs = [\"/a/../b\"]", "container[0].tmpfs", "`..`"),
+        ("tmpfs = [\"/proc/x\"]", "container[0].tmpfs", "managed by keel"),
+        ("tmpfs = [\"/x\", \"/x/\"]", "container[0].tmpfs", "twice"),
+        ("read-only = \"yes\"", "container[0].read-only", ""),
+    ] {
+        let d = first_error(&with_container_keys(keys));
+        assert_eq!(d.key, key, "{keys}: {d}");
+        assert!(d.message.contains(needle), "{keys}: {d}");
+        assert_eq!(d.line, 17, "{keys}: {d}");
+    }
+}

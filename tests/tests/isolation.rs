@@ -1,0 +1,171 @@
+//! Isolation proven from inside a booted host, on both arches.
+//!
+//! - `configs/isolation.toml`: keel-probe runs as a container with every default and checks,
+//!   one line per check, that it has its own namespaces, no capabilities, no_new_privs, a seccomp
+//!   filter that denies the dangerous calls, no host block devices, masked /proc and read-only
+//!   root and /sys. Any `FAIL` line fails the test; so does a missing check. The mount and
+//!   network namespace inodes it prints are compared with the ones keel-init prints for itself.
+//! - `configs/hostile.toml`: a fork bomb, a memory hog and a CPU spinner beside a heartbeat. The
+//!   limits hold, the OOM kill is reported by name and for the hog alone, the spinner's CPU
+//!   share is measured, and the heartbeat keeps its schedule.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use keel_plan::Arch;
+use keel_qemu::{Accel, Boot, RunOutcome, VmConfig};
+use keel_tests::build;
+
+/// Checks the probe must report as `ok` (a probe that skips one fails the test).
+const REQUIRED_CHECKS: &[&str] = &[
+    "ns-pid",
+    "ns-mnt",
+    "ns-uts",
+    "ns-ipc",
+    "ns-net",
+    "ns-cgroup",
+    "ns-user",
+    "root-not-host-root",
+    "caps-none",
+    "no-new-privs",
+    "seccomp-filter",
+    "deny-mount",
+    "deny-reboot",
+    "deny-init-module",
+    "deny-finit-module",
+    "deny-kexec-load",
+    "deny-bpf",
+    "deny-perf-event-open",
+    "deny-keyctl",
+    "deny-ptrace",
+    "deny-unshare-user",
+    "deny-open-by-handle-at",
+    "deny-mknod-block",
+    "deny-swapon",
+    "deny-clock-settime",
+    "deny-af-packet",
+    "no-block-devices",
+    "proc-kcore-masked",
+    "proc-sysrq-masked",
+    "rootfs-read-only",
+    "sys-read-only",
+    "tmp-writable",
+    "cgroup-limits-visible",
+    "allowed-syscalls",
+];
+
+fn boot(config: &str, arch: Arch, timeout: Duration) -> RunOutcome {
+    let name = config.trim_start_matches("configs/").trim_end_matches(".toml");
+    let b = build(config, arch, &format!("{name}-{arch}-{}", std::process::id()));
+    let qarch: keel_qemu::Arch = arch.name().parse().expect("keel-qemu knows every keel arch");
+    let mut cfg = VmConfig::new(qarch, Boot::Disk(b.img.clone()));
+    cfg.accel = Accel::Tcg;
+    let outcome = keel_qemu::run_to_exit(&cfg, timeout).expect("boot");
+    let _ = std::fs::remove_dir_all(&b.dir);
+    outcome
+}
+
+/// The text after `NAME| ` of every console line from container `name`.
+fn output_of<'a>(outcome: &'a RunOutcome, name: &str) -> Vec<&'a str> {
+    let prefix = format!("{name}| ");
+    outcome.lines.iter().filter_map(|l| l.text.split_once(&prefix).map(|(_, rest)| rest)).collect()
+}
+
+/// `kind -> inode` from keel-init's `keel: init namespaces: mnt:[1] net:[2] …` line.
+fn init_namespaces(console: &str) -> BTreeMap<String, String> {
+    let line = console.lines().find_map(|l| l.split_once("keel: init namespaces: ").map(|(_, r)| r));
+    let line = line.unwrap_or_else(|| panic!("keel-init did not print its namespaces:\n{console}"));
+    line.split_whitespace().filter_map(|ns| ns.split_once(':')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn check_isolation(arch: Arch) {
+    let outcome = boot("configs/isolation.toml", arch, Duration::from_secs(400));
+    let console = &outcome.console;
+    let lines = output_of(&outcome, "check");
+    let mut ok = Vec::new();
+    for l in &lines {
+        if let Some(rest) = l.strip_prefix("probe: ok ") {
+            ok.push(rest.split_whitespace().next().unwrap_or_default().to_string());
+        }
+        assert!(!l.starts_with("probe: FAIL"), "{arch}: the checker found a hole: {l}\n{console}");
+    }
+    for check in REQUIRED_CHECKS {
+        assert!(ok.iter().any(|c| c == check), "{arch}: check `{check}` did not pass:\n{console}");
+    }
+    let summary = lines.iter().find(|l| l.starts_with("probe: summary")).expect("no summary line");
+    assert!(summary.ends_with(" 0 failed"), "{arch}: {summary}");
+
+    // The probe's mount and network namespaces are not keel-init's.
+    let init = init_namespaces(console);
+    for kind in ["mnt", "net", "pid", "user", "uts", "ipc", "cgroup"] {
+        let mine = lines
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("probe: ns {kind} ")))
+            .unwrap_or_else(|| panic!("{arch}: the probe printed no {kind} namespace:\n{console}"));
+        let host = init.get(kind).unwrap_or_else(|| panic!("{arch}: keel-init printed no {kind} namespace"));
+        assert!(!mine.contains(host.as_str()), "{arch}: container shares the host's {kind} namespace {host}");
+    }
+    assert!(console.contains("container check exited with status 0"), "{arch}: checker failed:\n{console}");
+    assert!(outcome.clean_poweroff, "{arch}: no clean power-off:\n{console}");
+    eprintln!("{arch}: {} checks passed; {summary}", ok.len());
+}
+
+#[test]
+fn checker_finds_no_hole_x86_64() {
+    check_isolation(Arch::X86_64);
+}
+
+#[test]
+fn checker_finds_no_hole_aarch64() {
+    check_isolation(Arch::Aarch64);
+}
+
+/// The value after `key=` in `line`.
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace().find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
+
+#[test]
+fn hostile_neighbours_are_contained_x86_64() {
+    let arch = Arch::X86_64;
+    let outcome = boot("configs/hostile.toml", arch, Duration::from_secs(400));
+    let console = &outcome.console;
+
+    // Fork bomb: stopped by pids.max = 64.
+    let bomb = output_of(&outcome, "bomb");
+    let stopped = bomb.iter().find(|l| l.starts_with("probe: fork-bomb stopped at")).unwrap_or_else(|| {
+        panic!("the fork bomb never hit its limit:\n{console}");
+    });
+    let n: u64 = stopped.split_whitespace().nth(4).and_then(|n| n.parse().ok()).expect("process count");
+    assert!((8..=64).contains(&n), "fork bomb got {n} processes with pids.max = 64: {stopped}");
+    assert!(stopped.contains("EAGAIN"), "fork bomb stopped for another reason: {stopped}");
+    assert!(console.contains("container bomb exited with status 0"), "bomb did not finish:\n{console}");
+
+    // Memory hog: OOM-killed, reported by name, and alone.
+    let oom: Vec<&str> = console.lines().filter(|l| l.contains("out of memory")).collect();
+    assert!(oom.iter().any(|l| l.contains("container hog")), "no OOM report for the hog:\n{console}");
+    assert!(oom.iter().all(|l| l.contains("container hog")), "OOM reported for another container: {oom:?}");
+    assert!(console.contains("container hog killed by signal SIGKILL"), "hog not killed:\n{console}");
+
+    // Spinner: held to cpus = 0.25.
+    let spin = output_of(&outcome, "spin");
+    let line = spin.iter().find(|l| l.starts_with("probe: spin ")).expect("spinner report");
+    let share: f64 = field(line, "share").and_then(|s| s.parse().ok()).expect("share");
+    assert!((0.10..=0.35).contains(&share), "spinner used {share} of a CPU with cpus = 0.25: {line}");
+    let throttled: u64 = field(line, "nr_throttled").and_then(|s| s.parse().ok()).expect("nr_throttled");
+    assert!(throttled > 0, "the spinner was never throttled: {line}");
+
+    // Heartbeat: every beat, on schedule, beside all of that.
+    let beats: Vec<_> = outcome.lines.iter().filter(|l| l.text.contains("beat| probe: beat ")).collect();
+    assert_eq!(beats.len(), 40, "heartbeats lost:\n{console}");
+    let max_gap = beats.windows(2).map(|w| w[1].at.saturating_sub(w[0].at)).max().unwrap_or_default();
+    let done = output_of(&outcome, "beat").into_iter().find(|l| l.starts_with("probe: heartbeat done")).expect("done");
+    let late_ms: u64 = field(done, "max_late_ms").and_then(|s| s.parse().ok()).expect("max_late_ms");
+    assert!(late_ms <= 1000, "a heartbeat was {late_ms} ms late: {done}");
+    assert!(max_gap <= Duration::from_millis(1500), "heartbeats {max_gap:?} apart on the console (interval 250 ms)");
+    assert!(outcome.clean_poweroff, "no clean power-off:\n{console}");
+    eprintln!(
+        "hostile: bomb stopped at {n} processes; hog OOM-killed and reported; spinner share {share} \
+         (throttled {throttled} times); heartbeat max lateness {late_ms} ms in guest, max console gap {max_gap:?}"
+    );
+}
