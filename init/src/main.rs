@@ -12,6 +12,8 @@ mod disks;
 mod lifecycle;
 mod modules;
 mod mounts;
+mod namespaces;
+mod oom;
 mod output;
 mod shutdown;
 mod supervisor;
@@ -88,6 +90,7 @@ fn start(plan: &Plan, signals: io::Result<OwnedFd>) -> anyhow::Result<Action> {
     let modules = modules::open(&plan.modules)?;
     mounts::leave_initramfs(Path::new(mounts::NEW_ROOT))?;
     mounts::mount_all(&mounts::BASE)?;
+    console::say(format_args!("init namespaces: {}", namespaces::describe()));
     let loaded = modules::load(&modules)?;
     drop(modules);
     timeline::mark(Event::ModulesLoaded(loaded));
@@ -101,7 +104,7 @@ fn start(plan: &Plan, signals: io::Result<OwnedFd>) -> anyhow::Result<Action> {
         match keel_runtime::spawn(c, Path::new(IMAGES_MOUNT)) {
             Ok(running) => {
                 timeline::mark(Event::ContainerStart(&c.name));
-                supervisor.add(&c.name, running);
+                supervisor.add(c, running);
             }
             Err(e) => console::say(format_args!("container {} failed to start: {}", c.name, console::chain(&e))),
         }

@@ -14,6 +14,7 @@ use keel_runtime::{signal_name, ExitStatus, Running};
 
 use crate::console;
 use crate::lifecycle::{Command, Lifecycle, STOP_GRACE};
+use crate::oom::{self, OomWatch};
 use crate::output::{self, Lines};
 use crate::shutdown::Action;
 use crate::sys::{self, Reaped};
@@ -66,6 +67,7 @@ struct Tracked {
     /// stdout, stderr; `None` once at EOF.
     streams: [Option<Stream>; 2],
     spoke: bool,
+    oom: OomWatch,
 }
 
 impl Tracked {
@@ -127,7 +129,8 @@ impl Supervisor {
     }
 
     /// Take over a started container.
-    pub fn add(&mut self, name: &str, running: Running) {
+    pub fn add(&mut self, container: &keel_plan::Container, running: Running) {
+        let name = container.name.as_str();
         let stream = |fd: OwnedFd| match Stream::new(fd) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -141,6 +144,7 @@ impl Supervisor {
             pid: Some(running.pid),
             streams: [stream(running.stdout), stream(running.stderr)],
             spoke: false,
+            oom: OomWatch::new(name, container.limits.memory_max),
         });
         self.life.started();
     }
@@ -159,6 +163,7 @@ impl Supervisor {
                 self.said_idle = true;
             }
             self.wait_and_handle();
+            self.check_oom();
             if let Some(command) = self.life.tick(Instant::now()) {
                 self.execute(command);
             }
@@ -176,7 +181,12 @@ impl Supervisor {
                 }
             }
         }
-        match sys::poll(&mut fds, self.life.timeout(Instant::now())) {
+        // While containers run, wake at least once per oom::INTERVAL to read their OOM counters.
+        let mut timeout = self.life.timeout(Instant::now());
+        if self.containers.iter().any(|c| c.pid.is_some()) {
+            timeout = Some(timeout.map_or(oom::INTERVAL, |t| t.min(oom::INTERVAL)));
+        }
+        match sys::poll(&mut fds, timeout) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
             Err(e) => {
@@ -241,9 +251,21 @@ impl Supervisor {
         };
         c.drain(&mut ConsoleSink);
         c.pid = None;
+        if let Some(m) = c.oom.check(&c.name) {
+            console::say(m);
+        }
         console::say(format_args!("container {} {status}", c.name));
         timeline::mark(Event::ContainerExit(&c.name, status));
         self.life.exited();
+    }
+
+    /// Report OOM kills in running containers (those of exited ones are read at exit).
+    fn check_oom(&mut self) {
+        for c in self.containers.iter_mut().filter(|c| c.pid.is_some()) {
+            if let Some(m) = c.oom.check(&c.name) {
+                console::say(m);
+            }
+        }
     }
 
     fn execute(&mut self, command: Command) {
@@ -297,6 +319,7 @@ mod tests {
             pid: Some(42),
             streams: [Some(Stream::new(out_r.into()).unwrap()), Some(Stream::new(err_r.into()).unwrap())],
             spoke: false,
+            oom: OomWatch::new("web", None),
         };
         (t, out_w, err_w)
     }
