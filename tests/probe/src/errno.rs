@@ -77,7 +77,6 @@ fn errno_name(e: i32) -> Option<&'static str> {
         libc::ENETDOWN => "ENETDOWN",
         libc::ENETUNREACH => "ENETUNREACH",
         libc::ENOTCONN => "ENOTCONN",
-        libc::ENOTSUP if libc::ENOTSUP != libc::EOPNOTSUPP => "ENOTSUP",
         libc::ENOTEMPTY => "ENOTEMPTY",
         _ => return None,
     };
