@@ -105,8 +105,8 @@ pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Re
 
     // Images, flattened.
     let step = Step::start("images", Some(containers.len() as u64));
-    let resolve::Materialized { trees, images, containers: plan_containers, stats, owners_clamped } =
-        resolve::materialize(config, &containers, |i, name| {
+    let resolve::Materialized { trees, images, containers: plan_containers, stats, owners_clamped, seccomp } =
+        resolve::materialize(config, arch, &containers, |i, name| {
             step.set_pos(i as u64);
             step.message(name.to_string());
         })?;
@@ -156,6 +156,13 @@ pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Re
     ];
     for m in &order {
         entries.push(Entry::file(&format!("lib/modules/{m}.ko"), 0o644, kernel.modules[m].bytes.clone()));
+    }
+    if !seccomp.is_empty() {
+        entries.push(Entry::dir(keel_plan::SECCOMP_DIR.trim_start_matches('/')));
+    }
+    for (path, bytes) in seccomp {
+        parts.push((format!("seccomp-{}", path.rsplit('/').next().unwrap_or_default()), bytes.len() as u64));
+        entries.push(Entry::file(path.trim_start_matches('/'), 0o644, bytes));
     }
     let initrd = initramfs::build(&entries).map_err(anyhow::Error::from)?;
     step.done(format!("{} KiB compressed", initrd.len() >> 10));

@@ -14,5 +14,6 @@ pub mod kernel;
 pub mod output;
 pub mod progress;
 pub mod resolve;
+pub mod seccomp;
 pub mod sink;
 pub mod uki;

@@ -71,7 +71,7 @@ fn cmd_check(path: &Path, arch: Option<&str>) -> Result<(), BuildError> {
     let (config, arch) = load(path, arch)?;
     config.read_inputs(arch)?;
     let containers = resolve::containers(&config, arch)?;
-    let m = resolve::materialize(&config, &containers, |_, _| {})?;
+    let m = resolve::materialize(&config, arch, &containers, |_, _| {})?;
     println!(
         "{}: ok ({arch}, {} container(s), {} image(s), {} layer(s) verified)",
         path.display(),

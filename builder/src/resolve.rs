@@ -180,6 +180,8 @@ pub struct Materialized {
     pub stats: image::FlattenStats,
     /// Files whose owner was outside the container's id range and became 65534 (`nobody`).
     pub owners_clamped: u64,
+    /// Compiled seccomp filters: (absolute path in the initramfs, file bytes), each path once.
+    pub seccomp: Vec<(String, Vec<u8>)>,
 }
 
 /// Where the seccomp filter of a container lives in the initramfs.
@@ -196,9 +198,11 @@ pub fn seccomp_path(c: &ContainerConfig) -> Option<String> {
 /// `keel build`: whatever a build would reject, check rejects.
 pub fn materialize(
     config: &Config,
+    arch: Arch,
     resolved: &[Resolved],
     mut progress: impl FnMut(usize, &str),
 ) -> Result<Materialized, ConfigErrors> {
+    let mut seccomp: Vec<(String, Vec<u8>)> = Vec::new();
     let mut images: Vec<(String, Tree)> = Vec::new();
     let mut trees = Vec::new();
     let mut containers = Vec::new();
@@ -232,6 +236,17 @@ pub fn materialize(
         }
         owners_clamped += clamp_owners(&mut tree.root);
         let iso = &r.config.isolation;
+        let filter = seccomp_path(&r.config);
+        if let Some(path) = &filter {
+            if !seccomp.iter().any(|(p, _)| p == path) {
+                let profile = match &iso.seccomp {
+                    Seccomp::Profile { path, .. } => crate::seccomp::Profile::File(path.clone()),
+                    _ => crate::seccomp::Profile::Default,
+                };
+                let bytes = crate::seccomp::compile(&profile, arch).map_err(|e| fail("seccomp", e.to_string()))?;
+                seccomp.push((path.clone(), bytes));
+            }
+        }
         containers.push(keel_plan::Container {
             name: r.config.name.clone(),
             rootfs: r.config.name.clone(),
@@ -244,14 +259,14 @@ pub fn materialize(
             id_base,
             limits: iso.limits,
             capabilities: iso.capabilities.clone(),
-            seccomp: seccomp_path(&r.config),
+            seccomp: filter,
             read_only: iso.read_only,
             tmpfs: iso.tmpfs.clone(),
             nofile: iso.nofile,
         });
         trees.push(Rootfs { dir: r.config.name.clone(), tree, id_base });
     }
-    Ok(Materialized { trees, images: images.len(), containers, stats, owners_clamped })
+    Ok(Materialized { trees, images: images.len(), containers, stats, owners_clamped, seccomp })
 }
 
 /// Make `path` a directory in `tree` that the runtime can mount on: every component a real

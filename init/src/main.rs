@@ -7,6 +7,7 @@
 //! `on_failure`. PID 1 never exits and never panics: a panic is caught and powers off.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
+mod carry;
 mod console;
 mod disks;
 mod lifecycle;
@@ -26,7 +27,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use keel_plan::{Plan, IMAGES_MOUNT, PLAN_PATH};
+use keel_plan::{Plan, CGROUP_ROOT, IMAGES_MOUNT, PLAN_PATH};
 
 use crate::shutdown::Action;
 use crate::supervisor::Supervisor;
@@ -88,7 +89,9 @@ fn read_plan(path: &Path) -> anyhow::Result<Plan> {
 fn start(plan: &Plan, signals: io::Result<OwnedFd>) -> anyhow::Result<Action> {
     let signals = signals.context("block signals")?;
     let modules = modules::open(&plan.modules)?;
+    let filters = carry::read(Path::new(keel_plan::SECCOMP_DIR))?;
     mounts::leave_initramfs(Path::new(mounts::NEW_ROOT))?;
+    carry::write(&filters)?;
     mounts::mount_all(&mounts::BASE)?;
     console::say(format_args!("init namespaces: {}", namespaces::describe()));
     let loaded = modules::load(&modules)?;
@@ -99,9 +102,19 @@ fn start(plan: &Plan, signals: io::Result<OwnedFd>) -> anyhow::Result<Action> {
     if let Err(e) = sys::sethostname(&plan.hostname) {
         console::say(format_args!("set the host name to {}: {e}", plan.hostname));
     }
+    let cgroups = Path::new(CGROUP_ROOT);
+    if let Err(e) = keel_runtime::prepare_cgroups(cgroups) {
+        // Not fatal here: each container then fails to start, naming its cgroup file.
+        console::say(format_args!("prepare the cgroup {CGROUP_ROOT}: {e}"));
+    }
+    let host = keel_runtime::Host {
+        images: Path::new(IMAGES_MOUNT),
+        cgroups: Some(cgroups),
+        scratch: Path::new(keel_runtime::SCRATCH),
+    };
     let mut supervisor = Supervisor::new(signals, plan.on_exit);
     for c in &plan.containers {
-        match keel_runtime::spawn(c, Path::new(IMAGES_MOUNT)) {
+        match keel_runtime::spawn(c, &host) {
             Ok(running) => {
                 timeline::mark(Event::ContainerStart(&c.name));
                 supervisor.add(c, running);

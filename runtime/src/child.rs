@@ -10,6 +10,7 @@
 //! their flags without root.
 
 use std::ffi::{CStr, CString};
+use std::fmt;
 use std::os::fd::RawFd;
 
 use libc::{c_int, c_ulong};
@@ -20,9 +21,31 @@ use crate::process::Exec;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Errno(pub i32);
 
+/// A network interface name, NUL-padded to `IFNAMSIZ` (what `struct ifreq` holds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IfName(pub [u8; libc::IFNAMSIZ]);
+
+/// One classic-BPF seccomp program, in the kernel's layout.
+pub(crate) struct Program(pub Vec<libc::sock_filter>);
+
+impl fmt::Debug for Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Program({} instructions)", self.0.len())
+    }
+}
+
 /// One operation of the child, with every path already a C string.
 #[derive(Debug)]
 pub(crate) enum Op {
+    /// close(2).
+    Close(RawFd),
+    /// Block until the parent writes one byte on this pipe (it has set up the user namespace's id
+    /// maps and the cgroup); EOF without the byte means the parent gave up.
+    AwaitParent(RawFd),
+    /// unshare(2) with these `CLONE_NEW*` flags.
+    Unshare(c_int),
+    /// Set `IFF_UP` on a network interface (SIOCGIFFLAGS, then SIOCSIFFLAGS).
+    InterfaceUp(IfName),
     /// mount(2).
     Mount { source: Option<CString>, target: CString, fstype: Option<CString>, flags: c_ulong, data: Option<CString> },
     /// umount2(2).
@@ -31,18 +54,31 @@ pub(crate) enum Op {
     PivotRoot { new_root: CString, put_old: CString },
     /// chdir(2).
     Chdir(CString),
+    /// mkdir(2).
+    Mkdir { path: CString, mode: u32 },
     /// Create an empty regular file (a bind-mount target).
     CreateFile { path: CString, mode: u32 },
     /// symlink(2): `link` points to `target`.
     Symlink { target: CString, link: CString },
     /// sethostname(2).
     SetHostname(Vec<u8>),
+    /// Drop every capability not in this mask (bit n = capability n) from the bounding set;
+    /// capabilities the kernel does not know are skipped.
+    DropBounding(u64),
+    /// Clear the ambient capability set.
+    ClearAmbient,
     /// setgroups(2) with an empty list.
     ClearGroups,
     /// setgid(2).
     SetGid(u32),
     /// setuid(2).
     SetUid(u32),
+    /// capset(2): effective, permitted and inheritable all set to this mask.
+    SetCaps(u64),
+    /// prctl(PR_SET_NO_NEW_PRIVS).
+    NoNewPrivs,
+    /// Install a seccomp filter program (SECCOMP_SET_MODE_FILTER).
+    Seccomp(Program),
     /// dup2(2); the result is not close-on-exec.
     Dup2 { from: RawFd, to: RawFd },
     /// Mark every descriptor from `first` up close-on-exec.
@@ -58,11 +94,18 @@ pub(crate) enum Op {
 pub(crate) struct Step {
     pub what: String,
     pub op: Op,
+    /// ENOENT is not a failure: the step is skipped (a path the running kernel may not have).
+    pub optional: bool,
 }
 
 impl Step {
     pub(crate) fn new(what: impl Into<String>, op: Op) -> Step {
-        Step { what: what.into(), op }
+        Step { what: what.into(), op, optional: false }
+    }
+
+    /// The same step, skipped when it fails with ENOENT.
+    pub(crate) fn optional(self) -> Step {
+        Step { optional: true, ..self }
     }
 }
 
@@ -89,6 +132,10 @@ pub(crate) struct Failure {
 
 /// The system calls the child makes. Implementations must not allocate (see the module docs).
 pub(crate) trait Syscalls {
+    fn close(&mut self, fd: RawFd) -> Result<(), Errno>;
+    fn await_parent(&mut self, fd: RawFd) -> Result<(), Errno>;
+    fn unshare(&mut self, flags: c_int) -> Result<(), Errno>;
+    fn interface_up(&mut self, name: &IfName) -> Result<(), Errno>;
     fn mount(
         &mut self,
         source: Option<&CStr>,
@@ -100,12 +147,18 @@ pub(crate) trait Syscalls {
     fn umount2(&mut self, target: &CStr, flags: c_int) -> Result<(), Errno>;
     fn pivot_root(&mut self, new_root: &CStr, put_old: &CStr) -> Result<(), Errno>;
     fn chdir(&mut self, path: &CStr) -> Result<(), Errno>;
+    fn mkdir(&mut self, path: &CStr, mode: u32) -> Result<(), Errno>;
     fn create_file(&mut self, path: &CStr, mode: u32) -> Result<(), Errno>;
     fn symlink(&mut self, target: &CStr, link: &CStr) -> Result<(), Errno>;
     fn sethostname(&mut self, name: &[u8]) -> Result<(), Errno>;
+    fn drop_bounding(&mut self, keep: u64) -> Result<(), Errno>;
+    fn clear_ambient(&mut self) -> Result<(), Errno>;
     fn clear_groups(&mut self) -> Result<(), Errno>;
     fn setgid(&mut self, gid: u32) -> Result<(), Errno>;
     fn setuid(&mut self, uid: u32) -> Result<(), Errno>;
+    fn capset(&mut self, mask: u64) -> Result<(), Errno>;
+    fn no_new_privs(&mut self) -> Result<(), Errno>;
+    fn seccomp(&mut self, program: &[libc::sock_filter]) -> Result<(), Errno>;
     fn dup2(&mut self, from: RawFd, to: RawFd) -> Result<(), Errno>;
     fn close_on_exec_from(&mut self, first: RawFd) -> Result<(), Errno>;
     fn reset_signals(&mut self) -> Result<(), Errno>;
@@ -117,8 +170,10 @@ pub(crate) trait Syscalls {
 /// Run the plan. Returns only on failure (a successful exec never returns).
 pub(crate) fn run(plan: &ChildPlan, sys: &mut dyn Syscalls) -> Failure {
     for (index, step) in plan.steps.iter().enumerate() {
-        if let Err(errno) = apply(&step.op, sys) {
-            return Failure { index, errno };
+        match apply(&step.op, sys) {
+            Ok(()) => {}
+            Err(Errno(libc::ENOENT)) if step.optional => {}
+            Err(errno) => return Failure { index, errno },
         }
     }
     Failure { index: plan.steps.len(), errno: exec(&plan.exec, sys) }
@@ -126,18 +181,28 @@ pub(crate) fn run(plan: &ChildPlan, sys: &mut dyn Syscalls) -> Failure {
 
 fn apply(op: &Op, sys: &mut dyn Syscalls) -> Result<(), Errno> {
     match op {
+        Op::Close(fd) => sys.close(*fd),
+        Op::AwaitParent(fd) => sys.await_parent(*fd),
+        Op::Unshare(flags) => sys.unshare(*flags),
+        Op::InterfaceUp(name) => sys.interface_up(name),
         Op::Mount { source, target, fstype, flags, data } => {
             sys.mount(source.as_deref(), target, fstype.as_deref(), *flags, data.as_deref())
         }
         Op::Umount { target, flags } => sys.umount2(target, *flags),
         Op::PivotRoot { new_root, put_old } => sys.pivot_root(new_root, put_old),
         Op::Chdir(path) => sys.chdir(path),
+        Op::Mkdir { path, mode } => sys.mkdir(path, *mode),
         Op::CreateFile { path, mode } => sys.create_file(path, *mode),
         Op::Symlink { target, link } => sys.symlink(target, link),
         Op::SetHostname(name) => sys.sethostname(name),
+        Op::DropBounding(keep) => sys.drop_bounding(*keep),
+        Op::ClearAmbient => sys.clear_ambient(),
         Op::ClearGroups => sys.clear_groups(),
         Op::SetGid(gid) => sys.setgid(*gid),
         Op::SetUid(uid) => sys.setuid(*uid),
+        Op::SetCaps(mask) => sys.capset(*mask),
+        Op::NoNewPrivs => sys.no_new_privs(),
+        Op::Seccomp(program) => sys.seccomp(&program.0),
         Op::Dup2 { from, to } => sys.dup2(*from, *to),
         Op::CloseOnExecFrom(first) => sys.close_on_exec_from(*first),
         Op::ResetSignals => sys.reset_signals(),
@@ -196,6 +261,19 @@ pub(crate) mod fake {
     }
 
     impl Syscalls for Recorder {
+        fn close(&mut self, fd: RawFd) -> Result<(), Errno> {
+            self.record(format!("close {fd}"))
+        }
+        fn await_parent(&mut self, fd: RawFd) -> Result<(), Errno> {
+            self.record(format!("await parent {fd}"))
+        }
+        fn unshare(&mut self, flags: c_int) -> Result<(), Errno> {
+            self.record(format!("unshare {flags:#x}"))
+        }
+        fn interface_up(&mut self, name: &IfName) -> Result<(), Errno> {
+            let end = name.0.iter().position(|b| *b == 0).unwrap_or(name.0.len());
+            self.record(format!("up {}", String::from_utf8_lossy(&name.0[..end])))
+        }
         fn mount(
             &mut self,
             source: Option<&CStr>,
@@ -215,6 +293,9 @@ pub(crate) mod fake {
         fn chdir(&mut self, path: &CStr) -> Result<(), Errno> {
             self.record(format!("chdir {}", s(path)))
         }
+        fn mkdir(&mut self, path: &CStr, mode: u32) -> Result<(), Errno> {
+            self.record(format!("mkdir {} {mode:o}", s(path)))
+        }
         fn create_file(&mut self, path: &CStr, mode: u32) -> Result<(), Errno> {
             self.record(format!("create {} {mode:o}", s(path)))
         }
@@ -224,6 +305,12 @@ pub(crate) mod fake {
         fn sethostname(&mut self, name: &[u8]) -> Result<(), Errno> {
             self.record(format!("sethostname {}", String::from_utf8_lossy(name)))
         }
+        fn drop_bounding(&mut self, keep: u64) -> Result<(), Errno> {
+            self.record(format!("bounding keep {keep:#x}"))
+        }
+        fn clear_ambient(&mut self) -> Result<(), Errno> {
+            self.record("ambient clear".to_string())
+        }
         fn clear_groups(&mut self) -> Result<(), Errno> {
             self.record("setgroups []".to_string())
         }
@@ -232,6 +319,15 @@ pub(crate) mod fake {
         }
         fn setuid(&mut self, uid: u32) -> Result<(), Errno> {
             self.record(format!("setuid {uid}"))
+        }
+        fn capset(&mut self, mask: u64) -> Result<(), Errno> {
+            self.record(format!("capset {mask:#x}"))
+        }
+        fn no_new_privs(&mut self) -> Result<(), Errno> {
+            self.record("no_new_privs".to_string())
+        }
+        fn seccomp(&mut self, program: &[libc::sock_filter]) -> Result<(), Errno> {
+            self.record(format!("seccomp {} insns", program.len()))
         }
         fn dup2(&mut self, from: RawFd, to: RawFd) -> Result<(), Errno> {
             self.record(format!("dup2 {from} {to}"))
@@ -278,6 +374,22 @@ mod tests {
         assert_eq!(f, Failure { index: 1, errno: Errno(libc::EPERM) });
         assert_eq!(p.describe(f.index), "second");
         assert_eq!(r.calls, ["chdir /a", "setuid 7"]);
+    }
+
+    #[test]
+    fn optional_steps_are_skipped_only_on_enoent() {
+        let p = ChildPlan {
+            steps: vec![
+                Step::new("mask", Op::Chdir(CString::from(c"/proc/timer_stats"))).optional(),
+                Step::new("after", Op::SetUid(7)),
+            ],
+            exec: Exec::for_tests(&["/bin/prog"], "exec prog"),
+        };
+        let mut r = Recorder { fail_on: Some(("chdir".into(), libc::ENOENT)), ..Default::default() };
+        assert_eq!(run(&p, &mut r).index, 2, "ENOENT on an optional step goes on");
+        assert_eq!(r.calls.get(1).map(String::as_str), Some("setuid 7"));
+        let mut r = Recorder { fail_on: Some(("chdir".into(), libc::EPERM)), ..Default::default() };
+        assert_eq!(run(&p, &mut r), Failure { index: 0, errno: Errno(libc::EPERM) }, "other errors stop it");
     }
 
     #[test]

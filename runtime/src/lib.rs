@@ -1,43 +1,82 @@
-//! keel-runtime: start one container.
+//! keel-runtime: start one container, isolated by default.
 //!
-//! [`spawn`] clones the container's first process into new mount, pid, UTS and IPC namespaces
-//! ([`namespaces`]), builds its root filesystem and pivots into it ([`rootfs`]), sets its host
-//! name, working directory, identity and stdio, and execs its command ([`process`]). The caller gets
-//! the pid (in the caller's pid namespace) and the read ends of the stdout and stderr pipes, and
-//! must reap the pid itself (keel-init reaps every child with `waitpid(-1)`).
+//! [`spawn`] clones the container's first process into new user, mount, pid, UTS, IPC and network
+//! namespaces ([`namespaces`]). The parent writes its id maps ([`userns`]: container root is the
+//! unprivileged host uid `id_base`), sets its `RLIMIT_NOFILE`, puts it in its cgroup v2 with its
+//! limits ([`Cgroup`]) and only then releases it. The child unshares a cgroup namespace, sets its
+//! host name, brings up `lo`, builds its root filesystem (read-only, or a throwaway overlay the
+//! parent mounted; [`rootfs`]) with masked `/proc`, read-only `/sys` and its cgroup ([`kernfs`]) and a minimal
+//! `/dev` ([`devfs`]), pivots into it, drops every capability it was not given, changes identity,
+//! sets `no_new_privs`, redirects stdio ([`process`]), installs its seccomp filters last, and execs.
+//! The caller gets the pid (in the caller's pid namespace), the read ends of the stdout and stderr
+//! pipes, and the cgroup, and must reap the pid itself (keel-init reaps every child with
+//! `waitpid(-1)`).
 //!
 //! Everything the child does is prepared in the parent as an ordered list of steps (`child`), so
-//! the child allocates nothing, and so the order and flags of every mount are unit-tested without
+//! the child allocates nothing, and so the order and flags of every step are unit-tested without
 //! root through a recording fake. A child that fails before `exec` reports the failing step and
 //! errno through a close-on-exec pipe: [`spawn`] returns [`RuntimeError::Start`] naming the step.
 //! All unsafe code is in `sys`.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
+mod caps;
+mod cgroup;
 mod child;
+pub mod devfs;
 mod error;
+pub mod kernfs;
 pub mod namespaces;
+mod overlay;
 pub mod process;
 pub mod rootfs;
+mod seccomp;
 mod status;
 mod sys;
+pub mod userns;
 
 use std::fs::File;
-use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::Path;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
 
 use keel_plan::Container;
 
-use crate::child::{ChildPlan, Errno, Failure};
+use crate::child::{ChildPlan, Errno, Failure, Program};
+use crate::overlay::Overlay;
+use crate::rootfs::Layout;
+use crate::userns::IdMap;
 
+pub use crate::cgroup::{prepare_cgroups, Cgroup, CONTROLLERS};
 pub use crate::error::RuntimeError;
 pub use crate::status::{signal_name, ExitStatus};
 
-/// Where the host's device nodes are (bind-mounted into each container's `/dev`).
+/// Where the host's device nodes are (bind-mounted into each container's `/dev`, and over the
+/// masked `/proc` files).
 pub const HOST_DEV: &str = "/dev";
 
-/// A started container: its first process and the read ends of its output pipes.
+/// Where keel-init lets the runtime make per-container scratch directories (on its `/run` tmpfs).
+pub const SCRATCH: &str = "/run/keel/containers";
+
+/// Where a container's pieces live on the host.
+#[derive(Debug, Clone, Copy)]
+pub struct Host<'a> {
+    /// Directory the container's `rootfs` is relative to (keel-init: [`keel_plan::IMAGES_MOUNT`]).
+    pub images: &'a Path,
+    /// cgroup v2 directory under which the container's cgroup `<name>` is made (keel-init:
+    /// [`keel_plan::CGROUP_ROOT`], after [`prepare_cgroups`]). `None`: no cgroup is made, the
+    /// container stays in the caller's cgroup and has no `/sys/fs/cgroup` (hosts whose cgroup v2
+    /// has no controllers).
+    pub cgroups: Option<&'a Path>,
+    /// Directory the runtime may make per-container subdirectories in (keel-init: [`SCRATCH`]).
+    /// For a container with `read_only = false`, [`spawn`] mounts a tmpfs at `<scratch>/<name>`
+    /// with the container's overlay in it, and detaches both from the host before it returns:
+    /// only the container's mount namespace keeps them, and they vanish with it. The directory
+    /// itself stays, empty.
+    pub scratch: &'a Path,
+}
+
+/// A started container: its first process, the read ends of its output pipes, its cgroup.
 #[derive(Debug)]
 pub struct Running {
     /// Pid of the container's first process, in the caller's pid namespace (it is 1 inside).
@@ -46,6 +85,10 @@ pub struct Running {
     pub stdout: OwnedFd,
     /// Read end of the container's stderr (blocking, close-on-exec).
     pub stderr: OwnedFd,
+    /// The container's cgroup (`None` if [`Host::cgroups`] was). Read [`Cgroup::oom_kills`] while
+    /// it runs or once it has exited; call [`Cgroup::remove`] after reaping the pid (again later if
+    /// it fails with EBUSY), or keep it for a restart: [`spawn`] reuses an existing one.
+    pub cgroup: Option<Cgroup>,
 }
 
 impl Running {
@@ -56,37 +99,70 @@ impl Running {
     }
 }
 
-/// Start `container`, whose tree is `images_root/<container.rootfs>`.
+/// Start `container`, whose tree is `host.images/<container.rootfs>`.
 ///
-/// Returns once the container's command has been exec'd (or failed to be). The caller must reap
-/// the returned pid.
-pub fn spawn(container: &Container, images_root: &Path) -> Result<Running, RuntimeError> {
-    let root = rootfs::root_dir(images_root, &container.rootfs)?;
-    rootfs::check(&root)?;
+/// Everything that can be checked is checked before the clone (names, id range, mount points,
+/// capabilities, the seccomp file, the cgroup and its limits). Returns once the container's
+/// command has been exec'd (or failed to be). The caller must reap the returned pid.
+pub fn spawn(container: &Container, host: &Host) -> Result<Running, RuntimeError> {
+    if !rootfs::plain_name(&container.name) {
+        return Err(RuntimeError::InvalidName(container.name.clone()));
+    }
+    let ids = IdMap::new(container.id_base)?;
+    let root = rootfs::root_dir(host.images, &container.rootfs)?;
+    let tmpfs = rootfs::check(&root, &container.tmpfs)?;
     let exec = process::Exec::new(&container.args, &container.env)?;
+    let keep = caps::mask(&container.capabilities)?;
+    let programs = seccomp::load(container.seccomp.as_deref())?;
+    // Detached from the host when `_overlay` is dropped, at the end of this function: by then the
+    // child has its own copy and has made its mounts private (or is gone).
+    let (layout, _overlay) = if container.read_only {
+        (Layout::ReadOnly { locked: rootfs::locked_flags(&root)? }, None)
+    } else {
+        let overlay = Overlay::mount(&root, &host.scratch.join(&container.name))?;
+        (Layout::Overlay { merged: overlay.merged().to_path_buf() }, Some(overlay))
+    };
+    let cgroup = host.cgroups.map(|dir| Cgroup::create(dir, &container.name, &container.limits)).transpose()?;
 
     let (out_r, out_w) = sys::pipe().map_err(RuntimeError::Pipe)?;
     let (err_r, err_w) = sys::pipe().map_err(RuntimeError::Pipe)?;
     let (report_r, report_w) = sys::pipe().map_err(RuntimeError::Pipe)?;
+    let (sync_r, sync_w) = sys::pipe().map_err(RuntimeError::Pipe)?;
     let null_path = Path::new(HOST_DEV).join("null");
     let null = File::open(&null_path)
         .map(OwnedFd::from)
         .and_then(sys::above_stdio)
         .map_err(|source| RuntimeError::Open { path: null_path, source })?;
-    let stdio = process::Stdio { stdin: null.as_raw_fd(), stdout: out_w.as_raw_fd(), stderr: err_w.as_raw_fd() };
-
-    let plan = child_plan(container, &root, stdio, exec)?;
+    let setup = Setup {
+        root,
+        layout,
+        tmpfs,
+        cgroup: cgroup.is_some(),
+        keep,
+        programs,
+        stdio: process::Stdio { stdin: null.as_raw_fd(), stdout: out_w.as_raw_fd(), stderr: err_w.as_raw_fd() },
+        sync: (sync_r.as_raw_fd(), sync_w.as_raw_fd()),
+    };
+    let plan = child_plan(container, setup, exec)?;
 
     let flags = namespaces::clone_flags(&namespaces::CONTAINER);
     let pid = sys::clone_child(flags, report_w.as_raw_fd(), || child::run(&plan, &mut sys::Real))
         .map_err(RuntimeError::Clone)?;
 
     // Our copies of the child's ends: the report pipe reads EOF once the child has exec'd.
-    drop((out_w, err_w, report_w, null));
+    drop((out_w, err_w, report_w, null, sync_r));
+    if let Err(e) = release(pid, ids, container, cgroup.as_ref(), sync_w) {
+        // Closing the sync pipe (done) makes the child fail at once; make sure it is gone.
+        let _ = sys::kill(pid, libc::SIGKILL);
+        reap(pid);
+        discard(cgroup.as_ref());
+        return Err(e);
+    }
     match read_report(report_r) {
-        Ok(None) => Ok(Running { pid, stdout: out_r, stderr: err_r }),
+        Ok(None) => Ok(Running { pid, stdout: out_r, stderr: err_r, cgroup }),
         Ok(Some(failure)) => {
             reap(pid);
+            discard(cgroup.as_ref());
             Err(RuntimeError::Start {
                 step: describe(&plan, failure.index),
                 source: io::Error::from_raw_os_error(failure.errno.0),
@@ -96,22 +172,78 @@ pub fn spawn(container: &Container, images_root: &Path) -> Result<Running, Runti
             // The child is in an unknown state: make sure it is gone before reaping it.
             let _ = sys::kill(pid, libc::SIGKILL);
             reap(pid);
+            discard(cgroup.as_ref());
             Err(e)
         }
     }
 }
 
-/// Everything the child does, in order.
-fn child_plan(
+/// The parent's part, between clone and the child's first step: id maps, rlimit, cgroup, then
+/// the byte that releases the child.
+fn release(
+    pid: libc::pid_t,
+    ids: IdMap,
     container: &Container,
-    root: &Path,
+    cgroup: Option<&Cgroup>,
+    sync: OwnedFd,
+) -> Result<(), RuntimeError> {
+    ids.apply(pid)?;
+    // From the parent: raising a hard limit needs CAP_SYS_RESOURCE in the initial user namespace,
+    // which the child does not have.
+    let nofile = container.nofile;
+    sys::prlimit(pid, libc::RLIMIT_NOFILE as libc::c_int, nofile.soft, nofile.hard).map_err(RuntimeError::Rlimit)?;
+    if let Some(cgroup) = cgroup {
+        cgroup.add(pid)?;
+    }
+    File::from(sync).write_all(&[1]).map_err(RuntimeError::Release)
+}
+
+/// After a failed start, the cgroup is empty: remove it (best effort; a restart would reuse it).
+fn discard(cgroup: Option<&Cgroup>) {
+    if let Some(cgroup) = cgroup {
+        let _ = cgroup.remove();
+    }
+}
+
+/// What the parent prepared for the child, besides the container's own fields.
+struct Setup {
+    /// The container's tree on the host.
+    root: PathBuf,
+    layout: Layout,
+    /// `tmpfs` paths relative to the root.
+    tmpfs: Vec<PathBuf>,
+    /// Whether the child is in a cgroup of its own (then it gets `/sys/fs/cgroup`).
+    cgroup: bool,
+    /// Capabilities kept, as a mask.
+    keep: u64,
+    programs: Vec<Program>,
     stdio: process::Stdio,
-    exec: process::Exec,
-) -> Result<ChildPlan, RuntimeError> {
-    let mut steps = process::prelude();
-    steps.extend(rootfs::steps(root, Path::new(HOST_DEV))?);
+    /// The sync pipe: (read, write).
+    sync: (RawFd, RawFd),
+}
+
+/// Everything the child does, in order.
+fn child_plan(container: &Container, setup: Setup, exec: process::Exec) -> Result<ChildPlan, RuntimeError> {
+    let (read, write) = setup.sync;
+    let mut steps = namespaces::await_parent_steps(read, write);
+    steps.extend(process::prelude());
+    steps.push(namespaces::cgroup_step());
     steps.extend(namespaces::uts_steps(&container.hostname)?);
-    steps.extend(process::finish(&container.cwd, container.uid, container.gid, stdio)?);
+    steps.extend(namespaces::net_steps());
+    let (root_steps, new_root) = rootfs::root_steps(&setup.root, &setup.layout)?;
+    steps.extend(root_steps);
+    steps.extend(rootfs::tmpfs_steps(&new_root, &setup.tmpfs)?);
+    let host_dev = Path::new(HOST_DEV);
+    steps.extend(kernfs::steps(&new_root, host_dev, setup.cgroup)?);
+    steps.extend(devfs::steps(&new_root, host_dev)?);
+    steps.extend(rootfs::pivot_steps(&new_root)?);
+    steps.push(process::cwd_step(&container.cwd)?);
+    steps.extend(caps::bounding_steps(setup.keep));
+    steps.extend(process::identity_steps(container.uid, container.gid));
+    steps.push(caps::capset_step(setup.keep, container.uid));
+    steps.push(caps::no_new_privs_step());
+    steps.extend(process::stdio_steps(setup.stdio));
+    steps.extend(seccomp::steps(setup.programs));
     Ok(ChildPlan { steps, exec })
 }
 
@@ -162,7 +294,7 @@ mod tests {
             hostname: "web-1".into(),
             uid: 1000,
             gid: 100,
-            id_base: 0,
+            id_base: 65_536,
             limits: keel_plan::Limits::default(),
             capabilities: vec![],
             seccomp: None,
@@ -172,39 +304,89 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_child_does_everything_in_order() {
-        let c = container();
+    fn setup(layout: Layout, cgroup: bool, keep: u64, programs: usize) -> Setup {
+        let program = || Program(vec![libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0x7fff_0000 }]);
+        Setup {
+            root: PathBuf::from("/run/keel/images/abc"),
+            layout,
+            tmpfs: vec![PathBuf::from("tmp")],
+            cgroup,
+            keep,
+            programs: (0..programs).map(|_| program()).collect(),
+            stdio: process::Stdio { stdin: 10, stdout: 11, stderr: 12 },
+            sync: (20, 21),
+        }
+    }
+
+    fn calls(c: &Container, setup: Setup) -> (ChildPlan, Vec<String>, Failure) {
         let exec = process::Exec::new(&c.args, &c.env).unwrap();
-        let stdio = process::Stdio { stdin: 10, stdout: 11, stderr: 12 };
-        let plan = child_plan(&c, Path::new("/run/keel/images/abc"), stdio, exec).unwrap();
+        let plan = child_plan(c, setup, exec).unwrap();
         let mut r = Recorder::default();
         let failure = child::run(&plan, &mut r);
-        let calls: Vec<&str> = r.calls.iter().map(String::as_str).collect();
-        let (head, tail) = calls.split_at(2);
-        assert_eq!(head, ["reset signals", "setsid"]);
-        let pivot = tail.iter().position(|c| c.starts_with("pivot_root")).unwrap();
-        // Every mount happens before the pivot, inside the new root.
-        assert!(tail[..pivot]
-            .iter()
-            .filter(|c| c.starts_with("mount "))
-            .skip(1)
-            .all(|c| c.contains(" /run/keel/images/abc")));
+        (plan, r.calls, failure)
+    }
+
+    #[test]
+    fn the_child_does_everything_in_order() {
+        let mut c = container();
+        c.uid = 0;
+        let (plan, calls, failure) =
+            calls(&c, setup(Layout::ReadOnly { locked: libc::MS_NOSUID | libc::MS_NODEV }, true, 1 << 10, 2));
+        let calls: Vec<&str> = calls.iter().map(String::as_str).collect();
+        let first_mount = calls.iter().position(|c| c.starts_with("mount ")).unwrap();
+        let pivot = calls.iter().position(|c| c.starts_with("pivot_root")).unwrap();
+        // Released by the parent first (then root of the user namespace), then namespaces set up
+        // before any mount (so the cgroup namespace exists before cgroup2 is mounted).
         assert_eq!(
-            tail[pivot..],
+            calls[..first_mount],
+            [
+                "close 21",
+                "await parent 20",
+                "setgid 0",
+                "setuid 0",
+                "reset signals",
+                "setsid",
+                "unshare 0x2000000",
+                "sethostname web-1",
+                "up lo",
+            ]
+        );
+        // Every mount happens before the pivot, inside the new root (the first makes / private).
+        let mounts: Vec<&str> = calls[first_mount..pivot].iter().copied().filter(|c| c.starts_with("mount ")).collect();
+        assert_eq!(mounts.first(), Some(&"mount - / - 0x44000 -"));
+        assert!(mounts.iter().skip(1).all(|c| c.contains(" /run/keel/images/abc")), "{mounts:#?}");
+        for needle in [
+            "/run/keel/images/abc/tmp tmpfs",
+            "proc /run/keel/images/abc/proc",
+            "/dev/null /run/keel/images/abc/proc/kcore",
+            "sysfs /run/keel/images/abc/sys sysfs 0xf",
+            "cgroup2 /run/keel/images/abc/sys/fs/cgroup",
+            "devpts /run/keel/images/abc/dev/pts",
+        ] {
+            assert!(mounts.iter().any(|m| m.contains(needle)), "no mount with {needle}: {mounts:#?}");
+        }
+        // After the pivot: bounding set dropped before the identity changes, capabilities set
+        // after, no_new_privs, stdio, and the seccomp filters last before the exec.
+        assert_eq!(
+            calls[pivot..],
             [
                 "pivot_root . .",
                 "umount2 . 0x2",
                 "chdir /",
-                "sethostname web-1",
                 "chdir /srv",
+                "bounding keep 0x400",
+                "ambient clear",
                 "setgroups []",
                 "setgid 100",
-                "setuid 1000",
+                "setuid 0",
+                "capset 0x400",
+                "no_new_privs",
                 "dup2 10 0",
                 "dup2 11 1",
                 "dup2 12 2",
                 "cloexec 3..",
+                "seccomp 1 insns",
+                "seccomp 1 insns",
                 "execve /usr/sbin/httpd [\"httpd\", \"-f\"]",
                 "execve /bin/httpd [\"httpd\", \"-f\"]",
             ]
@@ -214,13 +396,25 @@ mod tests {
     }
 
     #[test]
+    fn a_writable_root_pivots_into_the_overlay_and_no_cgroup_means_no_cgroup_mount() {
+        let layout = Layout::Overlay { merged: PathBuf::from("/run/keel/containers/web/merged") };
+        let (_, calls, _) = calls(&container(), setup(layout, false, 0, 0));
+        let merged = "/run/keel/containers/web/merged";
+        assert!(calls.contains(&format!("chdir {merged}")));
+        assert!(calls.iter().any(|c| c.starts_with(&format!("mount proc {merged}/proc"))));
+        assert!(!calls.iter().any(|c| c.contains("cgroup2")));
+        assert!(!calls.iter().any(|c| c.starts_with("seccomp")));
+        // A non-root user keeps no capabilities.
+        assert!(calls.contains(&"capset 0x0".to_string()));
+        // The cgroup namespace is unshared anyway: the container never sees the host's paths.
+        assert!(calls.contains(&"unshare 0x2000000".to_string()));
+    }
+
+    #[test]
     fn out_of_range_reports_are_named() {
-        let c = container();
-        let exec = process::Exec::new(&c.args, &c.env).unwrap();
-        let stdio = process::Stdio { stdin: 10, stdout: 11, stderr: 12 };
-        let plan = child_plan(&c, Path::new("/x"), stdio, exec).unwrap();
+        let (plan, _, _) = calls(&container(), setup(Layout::ReadOnly { locked: 0 }, false, 0, 0));
         assert!(describe(&plan, u32::MAX as usize).contains("panicked"));
-        assert_eq!(describe(&plan, 0), "reset signals");
+        assert_eq!(describe(&plan, 1), "wait for the parent (id maps, cgroup, rlimits)");
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! The container's process: signals and session, working directory, identity, stdio, and the exec
-//! (argv, environment, `PATH` search).
-//!
-//! Later issues add capabilities, `no_new_privs` and seccomp here, between identity and exec.
+//! (argv, environment, `PATH` search). Capabilities, `no_new_privs` and seccomp are placed around
+//! these steps by [`crate::caps`] and [`crate::seccomp`].
 
 use std::ffi::CString;
 use std::os::fd::RawFd;
@@ -118,20 +117,28 @@ pub(crate) fn prelude() -> Vec<Step> {
     vec![Step::new("reset signals", Op::ResetSignals), Step::new("setsid", Op::NewSession)]
 }
 
-/// Last steps before the exec, once inside the new root: working directory, identity, stdio, and
-/// every other descriptor closed on exec.
-pub(crate) fn finish(cwd: &str, uid: u32, gid: u32, stdio: Stdio) -> Result<Vec<Step>, RuntimeError> {
-    let cwd_c = cstring(cwd, "the working directory")?;
-    Ok(vec![
-        Step::new(format!("chdir to the working directory {cwd}"), Op::Chdir(cwd_c)),
+/// The working directory, once inside the new root.
+pub(crate) fn cwd_step(cwd: &str) -> Result<Step, RuntimeError> {
+    Ok(Step::new(format!("chdir to the working directory {cwd}"), Op::Chdir(cstring(cwd, "the working directory")?)))
+}
+
+/// The identity the container runs as (ids inside its user namespace), with no extra groups.
+pub(crate) fn identity_steps(uid: u32, gid: u32) -> Vec<Step> {
+    vec![
         Step::new("setgroups []", Op::ClearGroups),
         Step::new(format!("setgid {gid}"), Op::SetGid(gid)),
         Step::new(format!("setuid {uid}"), Op::SetUid(uid)),
+    ]
+}
+
+/// stdio from the parent's descriptors, and every other descriptor closed on exec.
+pub(crate) fn stdio_steps(stdio: Stdio) -> Vec<Step> {
+    vec![
         Step::new("stdin from /dev/null", Op::Dup2 { from: stdio.stdin, to: 0 }),
         Step::new("stdout to the pipe", Op::Dup2 { from: stdio.stdout, to: 1 }),
         Step::new("stderr to the pipe", Op::Dup2 { from: stdio.stderr, to: 2 }),
         Step::new("close other descriptors on exec", Op::CloseOnExecFrom(3)),
-    ])
+    ]
 }
 
 /// A C string from `s`, or an error naming `what` holds a NUL byte.

@@ -15,7 +15,7 @@ use std::ptr;
 
 use libc::{c_int, c_long, c_uint, c_ulong};
 
-use crate::child::{Errno, Failure, Syscalls};
+use crate::child::{Errno, Failure, IfName, Syscalls};
 use crate::process::Exec;
 
 /// Size of the child's start report: failing step index (u32 LE), errno (i32 LE).
@@ -41,10 +41,89 @@ fn ptr_or_null(s: Option<&CStr>) -> *const libc::c_char {
     s.map_or(ptr::null(), CStr::as_ptr)
 }
 
+/// `_LINUX_CAPABILITY_VERSION_3`: 64-bit capability sets, as two 32-bit halves.
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: c_int,
+}
+
+/// `struct __user_cap_data_struct`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// `struct rlimit64`.
+#[repr(C)]
+struct Rlimit64 {
+    cur: u64,
+    max: u64,
+}
+
+/// prctl(2) as a raw system call (no libc variadics).
+fn prctl(option: c_int, arg2: c_ulong) -> Result<(), Errno> {
+    // SAFETY: the options used here take integers only; unused arguments are zero.
+    check(unsafe { libc::syscall(libc::SYS_prctl, option, arg2, 0 as c_ulong, 0 as c_ulong, 0 as c_ulong) }).map(drop)
+}
+
 /// The real system calls, for the cloned child.
 pub(crate) struct Real;
 
 impl Syscalls for Real {
+    fn close(&mut self, fd: RawFd) -> Result<(), Errno> {
+        // SAFETY: close takes an integer; the descriptor is the child's own copy.
+        check(unsafe { libc::close(fd) }).map(drop)
+    }
+
+    fn await_parent(&mut self, fd: RawFd) -> Result<(), Errno> {
+        let mut byte = 0u8;
+        loop {
+            // SAFETY: read writes at most one byte into `byte`, which lives on our stack.
+            match check(unsafe { libc::read(fd, (&mut byte as *mut u8).cast(), 1) } as i64) {
+                Ok(1) => return Ok(()),
+                // EOF: the parent closed the pipe without releasing us (it gave up).
+                Ok(_) => return Err(Errno(libc::ECANCELED)),
+                Err(Errno(libc::EINTR)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn unshare(&mut self, flags: c_int) -> Result<(), Errno> {
+        // SAFETY: unshare takes an integer.
+        check(unsafe { libc::unshare(flags) }).map(drop)
+    }
+
+    fn interface_up(&mut self, name: &IfName) -> Result<(), Errno> {
+        // SAFETY: socket takes integers.
+        let fd = check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })? as c_int;
+        // SAFETY: ifreq is plain data (arrays, integers and a union of them); all zeroes is valid.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (dst, src) in req.ifr_name.iter_mut().zip(name.0) {
+            *dst = src as libc::c_char;
+        }
+        let ioctl = |request: c_ulong, req: &mut libc::ifreq| {
+            // SAFETY: SIOCGIFFLAGS and SIOCSIFFLAGS read and write one `struct ifreq`, which `req`
+            // points to for the duration of the call.
+            check(unsafe { libc::syscall(libc::SYS_ioctl, fd, request, req as *mut libc::ifreq) })
+        };
+        let result = ioctl(libc::SIOCGIFFLAGS as c_ulong, &mut req).and_then(|_| {
+            // SAFETY: SIOCGIFFLAGS filled in the `ifru_flags` member of the union.
+            unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+            ioctl(libc::SIOCSIFFLAGS as c_ulong, &mut req)
+        });
+        // SAFETY: `fd` was opened above and is closed exactly once.
+        unsafe { libc::close(fd) };
+        result.map(drop)
+    }
+
     fn mount(
         &mut self,
         source: Option<&CStr>,
@@ -75,6 +154,11 @@ impl Syscalls for Real {
         check(unsafe { libc::chdir(path.as_ptr()) }).map(drop)
     }
 
+    fn mkdir(&mut self, path: &CStr, mode: u32) -> Result<(), Errno> {
+        // SAFETY: `path` is a NUL-terminated string that outlives the call.
+        check(unsafe { libc::mkdir(path.as_ptr(), mode as libc::mode_t) }).map(drop)
+    }
+
     fn create_file(&mut self, path: &CStr, mode: u32) -> Result<(), Errno> {
         let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
         // SAFETY: `path` is a NUL-terminated string; the mode argument is what O_CREAT reads.
@@ -93,6 +177,23 @@ impl Syscalls for Real {
         check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }).map(drop)
     }
 
+    fn drop_bounding(&mut self, keep: u64) -> Result<(), Errno> {
+        for cap in 0..64u32 {
+            if keep & (1 << cap) == 0 {
+                match prctl(libc::PR_CAPBSET_DROP, c_ulong::from(cap)) {
+                    // EINVAL: a capability this kernel does not have.
+                    Ok(()) | Err(Errno(libc::EINVAL)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn clear_ambient(&mut self) -> Result<(), Errno> {
+        prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as c_ulong)
+    }
+
     fn clear_groups(&mut self) -> Result<(), Errno> {
         // SAFETY: a count of 0 means the kernel reads nothing from the (null) list.
         check(unsafe { libc::syscall(libc::SYS_setgroups, 0 as c_long, ptr::null::<libc::gid_t>()) }).map(drop)
@@ -106,6 +207,34 @@ impl Syscalls for Real {
     fn setuid(&mut self, uid: u32) -> Result<(), Errno> {
         // SAFETY: setuid takes an integer; the raw call changes only this (single-threaded) process.
         check(unsafe { libc::syscall(libc::SYS_setuid, c_long::from(uid)) }).map(drop)
+    }
+
+    fn capset(&mut self, mask: u64) -> Result<(), Errno> {
+        let mut header = CapHeader { version: CAPABILITY_VERSION_3, pid: 0 };
+        let half = |bits: u64| CapData { effective: bits as u32, permitted: bits as u32, inheritable: bits as u32 };
+        let data = [half(mask), half(mask >> 32)];
+        // SAFETY: capset reads the header and, for version 3, two data structs, all on our stack.
+        check(unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) }).map(drop)
+    }
+
+    fn no_new_privs(&mut self) -> Result<(), Errno> {
+        prctl(libc::PR_SET_NO_NEW_PRIVS, 1)
+    }
+
+    fn seccomp(&mut self, program: &[libc::sock_filter]) -> Result<(), Errno> {
+        let len = u16::try_from(program.len()).map_err(|_| Errno(libc::EINVAL))?;
+        let prog = libc::sock_fprog { len, filter: program.as_ptr().cast_mut() };
+        // SAFETY: the kernel copies `len` instructions from `filter`, which `program` owns for the
+        // duration of the call; it never writes through the pointer.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER as c_ulong,
+                0 as c_ulong,
+                &prog as *const libc::sock_fprog,
+            )
+        })
+        .map(drop)
     }
 
     fn dup2(&mut self, from: RawFd, to: RawFd) -> Result<(), Errno> {
@@ -228,6 +357,39 @@ pub(crate) fn waitpid(pid: libc::pid_t) -> io::Result<c_int> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Set resource limit `resource` of process `pid` (the caller needs CAP_SYS_RESOURCE in the initial
+/// user namespace to raise a hard limit).
+pub(crate) fn prlimit(pid: libc::pid_t, resource: c_int, soft: u64, hard: u64) -> io::Result<()> {
+    let new = Rlimit64 { cur: soft, max: hard };
+    // SAFETY: prlimit64 reads one `struct rlimit64` from `new`; the old limit is not asked for.
+    check_io(unsafe {
+        libc::syscall(libc::SYS_prlimit64, pid, resource, &new as *const Rlimit64, ptr::null_mut::<Rlimit64>())
+    })
+    .map(drop)
+}
+
+/// The `ST_*` mount flags of the filesystem mount holding `path` (statvfs(3)).
+pub(crate) fn mount_flags(path: &CStr) -> io::Result<c_ulong> {
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is NUL-terminated; statvfs fills in the struct we pass.
+    check_io(unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) })?;
+    // SAFETY: statvfs succeeded, so it initialised the struct.
+    Ok(unsafe { st.assume_init() }.f_flag as c_ulong)
+}
+
+/// mount(2), for the parent.
+pub(crate) fn mount(source: &CStr, target: &CStr, fstype: &CStr, flags: c_ulong, data: &CStr) -> io::Result<()> {
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call.
+    check_io(unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), flags, data.as_ptr().cast()) })
+        .map(drop)
+}
+
+/// umount2(2) with MNT_DETACH, for the parent: `target` and every mount under it.
+pub(crate) fn detach(target: &CStr) -> io::Result<()> {
+    // SAFETY: `target` is a NUL-terminated string that outlives the call.
+    check_io(unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) }).map(drop)
 }
 
 /// Send `sig` to `pid`.

@@ -1,123 +1,14 @@
-//! Host runtime tests: real containers on the build machine, from a busybox tree made in a tempdir
-//! (Debian's busybox-static, which `make setup` downloads into `.cache/debs`).
-//!
-//! They create namespaces and mounts, so they need root. Without root they fail and say so: they
-//! never pass without running.
+//! Host runtime tests: real containers on the build machine (see `common` for the tree and the
+//! root requirement). The basics: namespaces, exec, identity, stdio, exit status, start failures.
+//! Isolation is checked from inside in `isolation.rs`, cgroups in `cgroups.rs`.
+
+mod common;
 
 use std::fs;
-use std::io::Read;
-use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::mpsc;
-use std::thread;
-use std::time::Duration;
+use std::path::Path;
 
-use keel_plan::Container;
-use keel_runtime::{spawn, wait, ExitStatus, RuntimeError};
-
-const ROOTFS: &str = "busybox";
-const APPLETS: &[&str] = &["sh", "cat", "grep", "hostname", "id", "pwd", "ls", "sleep", "echo", "true"];
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn require_root() {
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|l| l.split_whitespace().nth(1));
-    assert_eq!(
-        euid,
-        Some("0"),
-        "these tests create real containers (mount, pid, UTS and IPC namespaces) and need root: run them as root"
-    );
-}
-
-fn busybox_deb() -> PathBuf {
-    let debs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/debs");
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => panic!("no busybox-static package for {other}"),
-    };
-    let found = fs::read_dir(&debs).ok().and_then(|d| {
-        d.filter_map(Result::ok).map(|e| e.path()).find(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            name.starts_with("busybox-static_") && name.ends_with(&format!("_{arch}.deb"))
-        })
-    });
-    found.unwrap_or_else(|| panic!("no busybox-static_*_{arch}.deb in {}: run `make setup`", debs.display()))
-}
-
-/// An images root holding one tree, `busybox`, with the runtime's mount points.
-fn images_root() -> tempfile::TempDir {
-    let images = tempfile::Builder::new().prefix("keel-runtime-test").tempdir().expect("tempdir");
-    let root = images.path().join(ROOTFS);
-    let out = Command::new("dpkg-deb").arg("-x").arg(busybox_deb()).arg(&root).output().expect("run dpkg-deb");
-    assert!(out.status.success(), "dpkg-deb -x failed: {}", String::from_utf8_lossy(&out.stderr));
-    for d in ["proc", "dev", "sys", "tmp", "run"] {
-        fs::create_dir_all(root.join(d)).expect("mount point");
-    }
-    for applet in APPLETS {
-        symlink("busybox", root.join("bin").join(applet)).expect("applet symlink");
-    }
-    for d in [images.path(), &root] {
-        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
-    images
-}
-
-fn container(args: &[&str]) -> Container {
-    Container {
-        name: "test".into(),
-        rootfs: ROOTFS.into(),
-        args: args.iter().map(|s| s.to_string()).collect(),
-        env: vec!["PATH=/bin".into()],
-        cwd: "/".into(),
-        hostname: "keel-test-ct".into(),
-        uid: 0,
-        gid: 0,
-        id_base: 0,
-        limits: keel_plan::Limits::default(),
-        capabilities: vec![],
-        seccomp: None,
-        read_only: false,
-        tmpfs: vec![],
-        nofile: keel_plan::Rlimit { soft: 1024, hard: 4096 },
-    }
-}
-
-struct Outcome {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-/// Run `f` on a thread; fail the test if it takes longer than [`TIMEOUT`] (a hang).
-fn within_timeout<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(TIMEOUT).unwrap_or_else(|e| panic!("no result within {TIMEOUT:?} (hung or panicked): {e}"))
-}
-
-/// Start `c`, read both pipes to the end, reap it.
-fn run(c: Container) -> Result<Outcome, RuntimeError> {
-    require_root();
-    within_timeout(move || {
-        let images = images_root();
-        let running = spawn(&c, images.path())?;
-        let mut stderr = fs::File::from(running.stderr);
-        let reader = thread::spawn(move || {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s);
-            s
-        });
-        let mut stdout = String::new();
-        fs::File::from(running.stdout).read_to_string(&mut stdout).expect("read stdout");
-        let stderr = reader.join().expect("stderr reader");
-        let status = wait(running.pid)?;
-        Ok(Outcome { status, stdout, stderr })
-    })
-}
+use common::{container, run, within_timeout, Images};
+use keel_runtime::{kernfs, spawn, wait, ExitStatus, Host, RuntimeError};
 
 #[test]
 fn busybox_runs_as_pid_1_of_its_own_namespaces() {
@@ -196,37 +87,43 @@ fn only_the_containers_mounts_are_visible() {
     assert_eq!(o.status, ExitStatus::Exited(0), "stderr: {}", o.stderr);
     let mut points: Vec<&str> = o.stdout.lines().filter_map(|l| l.split_whitespace().nth(1)).collect();
     points.sort_unstable();
-    assert_eq!(
-        points,
-        [
-            "/",
-            "/dev",
-            "/dev/full",
-            "/dev/null",
-            "/dev/random",
-            "/dev/tty",
-            "/dev/urandom",
-            "/dev/zero",
-            "/proc",
-            "/run",
-            "/tmp"
-        ],
-        "{}",
-        o.stdout
-    );
+    // The masks exist only where the (shared) kernel has the path.
+    let masks = kernfs::MASKED_FILES.iter().chain(&kernfs::MASKED_DIRS).chain(&kernfs::READ_ONLY);
+    let mut expected: Vec<String> =
+        masks.filter(|p| Path::new("/").join(p).exists()).map(|p| format!("/{p}")).collect();
+    for p in [
+        "/",
+        "/dev",
+        "/dev/full",
+        "/dev/null",
+        "/dev/pts",
+        "/dev/random",
+        "/dev/shm",
+        "/dev/tty",
+        "/dev/urandom",
+        "/dev/zero",
+        "/proc",
+        "/run",
+        "/sys",
+        "/tmp",
+    ] {
+        expected.push(p.to_string());
+    }
+    expected.sort_unstable();
+    assert_eq!(points, expected, "{}", o.stdout);
     let ls = run(container(&["ls", "/dev"])).expect("container starts");
     assert_eq!(
         ls.stdout.split_whitespace().collect::<Vec<_>>(),
-        ["fd", "full", "null", "random", "stderr", "stdin", "stdout", "tty", "urandom", "zero"]
+        ["fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"]
     );
 }
 
 #[test]
 fn the_container_can_be_killed() {
-    require_root();
     let status = within_timeout(|| {
-        let images = images_root();
-        let running = spawn(&container(&["sleep", "100"]), images.path()).expect("container starts");
+        let images = Images::new();
+        let host = Host { images: images.path(), cgroups: None, scratch: &images.scratch() };
+        let running = spawn(&container(&["sleep", "100"]), &host).expect("container starts");
         // SIGTERM from outside is dropped: pid 1 of a namespace has no handler for it.
         running.signal(libc::SIGKILL).expect("kill");
         wait(running.pid).expect("wait")
@@ -235,11 +132,40 @@ fn the_container_can_be_killed() {
 }
 
 #[test]
-fn a_tree_without_its_mount_points_is_refused() {
-    let images = images_root();
-    fs::remove_dir(images.path().join(ROOTFS).join("run")).expect("rmdir");
-    match spawn(&container(&["/bin/true"]), images.path()) {
-        Err(RuntimeError::MountPoint { path }) => assert!(path.ends_with("run")),
+fn bad_trees_and_settings_are_refused_before_any_clone() {
+    let images = Images::new();
+    let host = Host { images: images.path(), cgroups: None, scratch: &images.scratch() };
+    fs::remove_dir(images.root().join("sys")).expect("rmdir");
+    match spawn(&container(&["/bin/true"]), &host) {
+        Err(RuntimeError::MountPoint { path }) => assert!(path.ends_with("sys")),
         other => panic!("not refused: {other:?}"),
     }
+    fs::create_dir(images.root().join("sys")).expect("mkdir");
+
+    let mut c = container(&["/bin/true"]);
+    c.tmpfs.push("/var/cache".into());
+    match spawn(&c, &host) {
+        Err(RuntimeError::MountPoint { path }) => assert_eq!(path, images.root().join("var")),
+        other => panic!("missing tmpfs mount point not refused: {other:?}"),
+    }
+
+    let mut c = container(&["/bin/true"]);
+    c.id_base = 0;
+    assert!(matches!(spawn(&c, &host), Err(RuntimeError::IdBase(0))), "container root as host root");
+
+    let mut c = container(&["/bin/true"]);
+    c.name = "../x".into();
+    assert!(matches!(spawn(&c, &host), Err(RuntimeError::InvalidName(_))));
+
+    let mut c = container(&["/bin/true"]);
+    c.capabilities = vec![99];
+    assert!(matches!(spawn(&c, &host), Err(RuntimeError::Capability(99))));
+
+    let mut c = container(&["/bin/true"]);
+    let bad = images.path().join("bad.bpf");
+    fs::write(&bad, b"not a filter").expect("write");
+    c.seccomp = Some(bad.display().to_string());
+    assert!(matches!(spawn(&c, &host), Err(RuntimeError::SeccompFormat { .. })));
+    c.seccomp = Some(images.path().join("missing.bpf").display().to_string());
+    assert!(matches!(spawn(&c, &host), Err(RuntimeError::SeccompRead { .. })));
 }

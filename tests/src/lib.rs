@@ -139,3 +139,35 @@ pub fn sha256(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// The `[kernel]` section of configs/hello.toml (both arches' packages and stubs), with
+/// absolute paths, for configs written outside `configs/`.
+pub fn kernel_toml() -> String {
+    let hello = std::fs::read_to_string(root().join("configs/hello.toml")).expect("read configs/hello.toml");
+    let cache = format!("\"{}/.cache/", root().display());
+    let mut out = String::from("[kernel]\n");
+    for line in hello.lines().filter(|l| l.starts_with("package.") || l.starts_with("stub.")) {
+        out.push_str(&line.replace("\"../.cache/", &cache));
+        out.push('\n');
+    }
+    assert!(out.lines().count() == 5, "configs/hello.toml no longer pins two packages and two stubs:\n{out}");
+    out
+}
+
+/// Copy the `keel-images` partition of `img` into `dir` and return the copy's path.
+pub fn images_partition(img: &Path, dir: &Path) -> PathBuf {
+    let parts = partitions(img);
+    let p = parts
+        .iter()
+        .find(|p| p.name == keel_plan::IMAGES_LABEL)
+        .unwrap_or_else(|| panic!("{}: no keel-images partition in {parts:?}", img.display()));
+    let dest = dir.join("keel-images.ext4");
+    extract(img, p, &dest);
+    dest
+}
+
+/// Run one debugfs request on an ext4 image, read-only: its stdout and stderr.
+pub fn debugfs(fs: &Path, request: &str) -> (String, String) {
+    let o = tool("debugfs", &["-R", request, &fs.to_string_lossy()]);
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}

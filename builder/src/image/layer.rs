@@ -6,26 +6,30 @@
 //!   entry can never land outside it; missing parents are created (0755, root);
 //! - `.wh.NAME` deletes NAME from lower layers, `.wh..wh..opq` empties its directory of
 //!   lower-layer entries; neither touches entries of its own layer nor creates directories;
+//! - a path may appear once per layer (the OCI layer spec forbids duplicates): a second entry
+//!   for it rejects the layer;
 //! - hard links must name a regular file already in the tree;
-//! - device nodes are dropped (containers get their own minimal /dev) and counted.
+//! - device nodes are dropped (containers get their own minimal /dev) and counted;
+//! - sizes are capped (`limits.rs`, through `entries.rs`), and at most [`MAX_TRAILER`] bytes
+//!   may follow the end-of-archive marker.
 
 use std::collections::HashSet;
 use std::io::Read;
 use std::sync::Arc;
 
+use super::entries::{self, TarError};
+use super::limits::{Budget, MAX_TRAILER};
 use super::tree::{components, Kind, Meta, Node, PathError, Tree};
 
 const WHITEOUT: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
-/// Longest path accepted from a layer.
-const MAX_PATH: usize = 4096;
 
 /// Why a layer was rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
-    /// The tar stream is malformed.
-    #[error("malformed tar: {0}")]
-    Tar(std::io::Error),
+    /// The tar stream is malformed or over a cap.
+    #[error(transparent)]
+    Tar(#[from] TarError),
     /// An entry's path is unacceptable.
     #[error("entry `{path}`: {source}")]
     Path {
@@ -51,9 +55,12 @@ pub enum LayerError {
         /// The type byte.
         kind: char,
     },
-    /// A path longer than [`MAX_PATH`].
-    #[error("entry path is longer than {MAX_PATH} bytes")]
-    TooLong,
+    /// Two entries for one path in one layer.
+    #[error("entry `{0}` appears twice in the layer")]
+    Duplicate(String),
+    /// Data after the end-of-archive marker beyond [`MAX_TRAILER`].
+    #[error("more than {MAX_TRAILER} bytes after the end of the tar archive")]
+    Trailing,
 }
 
 /// What applying a layer did, for the build summary.
@@ -67,28 +74,43 @@ pub struct LayerStats {
     pub devices_dropped: u64,
 }
 
-/// Apply one uncompressed tar layer to `tree`.
-pub fn apply<R: Read>(tree: &mut Tree, tar: R) -> Result<LayerStats, LayerError> {
-    let mut stats = LayerStats::default();
-    // Entries this layer added: whiteouts and opaque markers only remove lower-layer entries.
-    let mut added: HashSet<Vec<String>> = HashSet::new();
+/// Apply one uncompressed tar layer to `tree`, charging `budget`; reads `tar` to its end.
+pub fn apply<R: Read>(tree: &mut Tree, tar: R, budget: &mut Budget) -> Result<LayerStats, LayerError> {
     let mut archive = tar::Archive::new(tar);
-    for entry in archive.entries().map_err(LayerError::Tar)? {
-        let mut entry = entry.map_err(LayerError::Tar)?;
-        let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        if raw_path.len() > MAX_PATH {
-            return Err(LayerError::TooLong);
-        }
+    let stats = apply_entries(tree, &mut archive, budget)?;
+    // What follows the end-of-archive marker is padding; it is hashed with the layer, so it is
+    // read, but only so much of it.
+    let rest = std::io::copy(&mut archive.into_inner().take(MAX_TRAILER + 1), &mut std::io::sink())
+        .map_err(|e| LayerError::Tar(TarError::Io(e)))?;
+    if rest > MAX_TRAILER {
+        return Err(LayerError::Trailing);
+    }
+    Ok(stats)
+}
+
+fn apply_entries<R: Read>(
+    tree: &mut Tree,
+    archive: &mut tar::Archive<R>,
+    budget: &mut Budget,
+) -> Result<LayerStats, LayerError> {
+    let mut stats = LayerStats::default();
+    // Entries this layer added (implicit parents included): whiteouts and opaque markers only
+    // remove lower-layer entries.
+    let mut added: HashSet<Vec<String>> = HashSet::new();
+    // Entries this layer wrote explicitly, by resolved path: each may appear once.
+    let mut seen: HashSet<Vec<String>> = HashSet::new();
+    let mut entries = archive.entries().map_err(TarError::Io)?.raw(true);
+    while let Some(mut m) = entries::next(&mut entries, budget)? {
+        let raw_path = m.path.clone();
         let path_err = |source| LayerError::Path { path: raw_path.clone(), source };
         let comps = components(&raw_path).map_err(path_err)?;
         let Some((name, parent)) = comps.split_last() else {
             // The root itself: take its metadata.
-            if entry.header().entry_type().is_dir() {
-                tree.root.meta = meta_of(entry.header());
+            if m.kind.is_dir() {
+                tree.root.meta = m.meta;
             }
             continue;
         };
-        let header = entry.header().clone();
 
         if name == OPAQUE || name.starts_with(WHITEOUT) {
             // Whiteouts only remove what lower layers put there, and never create anything: a
@@ -119,13 +141,18 @@ pub fn apply<R: Read>(tree: &mut Tree, tar: R) -> Result<LayerStats, LayerError>
             continue;
         }
         let parent = resolve_parent(tree, parent, &mut added).map_err(path_err)?;
+        let mut key = parent.clone();
+        key.push(name.clone());
+        if !seen.insert(key) {
+            return Err(LayerError::Duplicate(raw_path));
+        }
 
-        let meta = meta_of(&header);
-        let kind = match header.entry_type() {
+        let meta = m.meta;
+        let kind = match m.kind {
             tar::EntryType::Directory => {
                 let dir = tree.dir_mut(&parent).map_err(path_err)?;
                 match dir.get_mut(name) {
-                    Some(Node { meta: m, kind: Kind::Dir(_) }) => *m = meta,
+                    Some(Node { meta: old, kind: Kind::Dir(_) }) => *old = meta,
                     _ => {
                         dir.insert(name.clone(), Node::dir(meta));
                     }
@@ -135,21 +162,21 @@ pub fn apply<R: Read>(tree: &mut Tree, tar: R) -> Result<LayerStats, LayerError>
                 continue;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let mut data = Vec::with_capacity(header.size().unwrap_or(0).min(1 << 20) as usize);
-                entry.read_to_end(&mut data).map_err(LayerError::Tar)?;
+                // The size was charged to the budget before this read, and the entry yields
+                // no more than it.
+                let mut data = Vec::with_capacity(usize::try_from(m.size).unwrap_or(0));
+                m.entry.read_to_end(&mut data).map_err(TarError::Io)?;
                 Kind::File(Arc::new(data))
             }
             tar::EntryType::Symlink => {
-                let target =
-                    entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+                let target = m.link.clone().unwrap_or_default();
                 if target.is_empty() || target.contains('\0') {
                     return Err(path_err(PathError::Invalid(format!("symlink target `{target}`"))));
                 }
                 Kind::Symlink(target)
             }
             tar::EntryType::Link => {
-                let target =
-                    entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+                let target = m.link.clone().unwrap_or_default();
                 let bad = || LayerError::BadHardlink { path: raw_path.clone(), target: target.clone() };
                 match tree.lookup(&target) {
                     Ok(Node { kind: Kind::File(data), .. }) => Kind::File(data.clone()),
@@ -197,15 +224,6 @@ fn mark(added: &mut HashSet<Vec<String>>, parent: &[String], name: &str) {
     let mut p = parent.to_vec();
     p.push(name.to_string());
     added.insert(p);
-}
-
-fn meta_of(h: &tar::Header) -> Meta {
-    Meta {
-        mode: h.mode().unwrap_or(0o644) & 0o7777,
-        uid: h.uid().ok().and_then(|u| u32::try_from(u).ok()).unwrap_or(0),
-        gid: h.gid().ok().and_then(|g| u32::try_from(g).ok()).unwrap_or(0),
-        mtime: h.mtime().ok().and_then(|t| i64::try_from(t).ok()).unwrap_or(0),
-    }
 }
 
 #[cfg(test)]
@@ -260,6 +278,10 @@ mod tests {
         b.into_inner().unwrap()
     }
 
+    fn ap(t: &mut Tree, tar: &[u8]) -> Result<LayerStats, LayerError> {
+        apply(t, tar, &mut Budget::default())
+    }
+
     fn names(t: &mut Tree, dir: &[&str]) -> Vec<String> {
         let d: Vec<String> = dir.iter().map(|s| s.to_string()).collect();
         t.dir_mut(&d).unwrap().keys().cloned().collect()
@@ -268,7 +290,7 @@ mod tests {
     #[test]
     fn whiteouts_and_opaque_dirs() {
         let mut t = Tree::default();
-        apply(
+        ap(
             &mut t,
             &layer(&[
                 E::Dir("etc"),
@@ -279,7 +301,7 @@ mod tests {
             ])[..],
         )
         .unwrap();
-        let s = apply(
+        let s = ap(
             &mut t,
             &layer(&[E::File("etc/.wh.a", b""), E::File("var/.wh..wh..opq", b""), E::File("var/y", b"y")])[..],
         )
@@ -292,25 +314,24 @@ mod tests {
     #[test]
     fn opaque_marker_keeps_same_layer_entries_written_before_it() {
         let mut t = Tree::default();
-        apply(&mut t, &layer(&[E::File("d/old", b"1")])[..]).unwrap();
-        apply(&mut t, &layer(&[E::File("d/new", b"2"), E::File("d/.wh..wh..opq", b"")])[..]).unwrap();
+        ap(&mut t, &layer(&[E::File("d/old", b"1")])[..]).unwrap();
+        ap(&mut t, &layer(&[E::File("d/new", b"2"), E::File("d/.wh..wh..opq", b"")])[..]).unwrap();
         assert_eq!(names(&mut t, &["d"]), ["new"]);
     }
 
     #[test]
     fn whiteouts_spare_their_own_layer_and_create_nothing() {
         let mut t = Tree::default();
-        apply(&mut t, &layer(&[E::File("a", b"lower")])[..]).unwrap();
-        apply(&mut t, &layer(&[E::File("b", b"same"), E::File(".wh.b", b""), E::File("nodir/.wh.x", b"")])[..])
-            .unwrap();
+        ap(&mut t, &layer(&[E::File("a", b"lower")])[..]).unwrap();
+        ap(&mut t, &layer(&[E::File("b", b"same"), E::File(".wh.b", b""), E::File("nodir/.wh.x", b"")])[..]).unwrap();
         assert_eq!(names(&mut t, &[]), ["a", "b"]);
     }
 
     #[test]
     fn implicit_parents_survive_an_opaque_marker_of_their_layer() {
         let mut t = Tree::default();
-        apply(&mut t, &layer(&[E::File("d/old", b"1")])[..]).unwrap();
-        apply(&mut t, &layer(&[E::File("d/sub/new", b"2"), E::File("d/.wh..wh..opq", b"")])[..]).unwrap();
+        ap(&mut t, &layer(&[E::File("d/old", b"1")])[..]).unwrap();
+        ap(&mut t, &layer(&[E::File("d/sub/new", b"2"), E::File("d/.wh..wh..opq", b"")])[..]).unwrap();
         assert_eq!(names(&mut t, &["d"]), ["sub"]);
         assert_eq!(names(&mut t, &["d", "sub"]), ["new"]);
     }
@@ -318,40 +339,77 @@ mod tests {
     #[test]
     fn dotdot_is_rejected() {
         let mut t = Tree::default();
-        let e = apply(&mut t, &layer(&[E::File("../../etc/evil", b"x")])[..]).unwrap_err();
+        let e = ap(&mut t, &layer(&[E::File("../../etc/evil", b"x")])[..]).unwrap_err();
         assert!(matches!(e, LayerError::Path { source: PathError::DotDot(_), .. }), "{e}");
     }
 
     #[test]
     fn absolute_paths_stay_inside() {
         let mut t = Tree::default();
-        apply(&mut t, &layer(&[E::File("/etc/passwd", b"root")])[..]).unwrap();
+        ap(&mut t, &layer(&[E::File("/etc/passwd", b"root")])[..]).unwrap();
         assert_eq!(names(&mut t, &["etc"]), ["passwd"]);
     }
 
     #[test]
     fn writes_through_escaping_symlinks_stay_inside() {
         let mut t = Tree::default();
-        apply(&mut t, &layer(&[E::Sym("up", "../../../.."), E::File("up/etc/x", b"x")])[..]).unwrap();
+        ap(&mut t, &layer(&[E::Sym("up", "../../../.."), E::File("up/etc/x", b"x")])[..]).unwrap();
         assert_eq!(names(&mut t, &["etc"]), ["x"]);
     }
 
     #[test]
     fn hardlinks_share_data_and_must_exist() {
         let mut t = Tree::default();
-        apply(&mut t, &layer(&[E::File("a", b"data"), E::Hard("b", "a")])[..]).unwrap();
+        ap(&mut t, &layer(&[E::File("a", b"data"), E::Hard("b", "a")])[..]).unwrap();
         assert_eq!(t.stats().file_bytes, 4);
-        let e = apply(&mut t, &layer(&[E::Hard("c", "/nope")])[..]).unwrap_err();
+        let e = ap(&mut t, &layer(&[E::Hard("c", "/nope")])[..]).unwrap_err();
         assert!(matches!(e, LayerError::BadHardlink { .. }), "{e}");
-        let e = apply(&mut t, &layer(&[E::Hard("c", "../../etc/shadow")])[..]).unwrap_err();
+        let e = ap(&mut t, &layer(&[E::Hard("c", "../../etc/shadow")])[..]).unwrap_err();
         assert!(matches!(e, LayerError::BadHardlink { .. }), "{e}");
     }
 
     #[test]
     fn devices_are_dropped() {
         let mut t = Tree::default();
-        let s = apply(&mut t, &layer(&[E::Dev("dev/sda")])[..]).unwrap();
+        let s = ap(&mut t, &layer(&[E::Dev("dev/sda")])[..]).unwrap();
         assert_eq!(s.devices_dropped, 1);
         assert!(names(&mut t, &["dev"]).is_empty());
+    }
+
+    #[test]
+    fn duplicate_entries_are_rejected() {
+        for entries in [
+            &[E::File("a", b"1"), E::File("a", b"2")][..],
+            &[E::File("a", b"1"), E::Dir("a")][..],
+            &[E::Dir("d"), E::Dir("./d/")][..],
+            &[E::Dir("real"), E::Sym("link", "real"), E::File("real/x", b"1"), E::File("link/x", b"2")][..],
+        ] {
+            let e = ap(&mut Tree::default(), &layer(entries)).unwrap_err();
+            assert!(matches!(e, LayerError::Duplicate(_)), "{e}");
+        }
+        // A directory made implicitly and then listed is not a duplicate; nor is a path written
+        // again by a later layer.
+        let mut t = Tree::default();
+        ap(&mut t, &layer(&[E::File("d/x", b"1"), E::Dir("d")])).unwrap();
+        ap(&mut t, &layer(&[E::File("d/x", b"2")])).unwrap();
+    }
+
+    #[test]
+    fn trailing_data_is_capped() {
+        let mut tar = layer(&[E::File("a", b"1")]);
+        tar.extend(vec![0u8; 4096]);
+        ap(&mut Tree::default(), &tar).unwrap();
+        tar.extend(vec![0u8; MAX_TRAILER as usize]);
+        assert!(matches!(ap(&mut Tree::default(), &tar), Err(LayerError::Trailing)));
+    }
+
+    #[test]
+    fn the_budget_is_shared_by_the_layers_of_an_image() {
+        let mut t = Tree::default();
+        let mut budget = Budget::new(2048, 100);
+        let one = layer(&[E::File("a", &[7u8; 1000])]);
+        apply(&mut t, &one[..], &mut budget).unwrap();
+        let e = apply(&mut t, &one[..], &mut budget).unwrap_err();
+        assert!(matches!(e, LayerError::Tar(TarError::Limit(_))), "{e}");
     }
 }

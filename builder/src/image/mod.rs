@@ -1,26 +1,31 @@
-//! Container images: references, OCI layouts, local directories, and flattening layers into
-//! one tree per image.
+//! Container images: references, OCI layouts, docker-archive tarballs, local directories, and
+//! flattening layers into one tree per image.
 
+pub mod dir;
+pub mod docker;
+pub mod entries;
 pub mod layer;
+pub mod limits;
 pub mod oci;
+pub mod stream;
 pub mod tree;
 
-use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use keel_plan::Arch;
 use sha2::{Digest, Sha256};
 
-use tree::{Kind, Meta, Node, Tree};
+use limits::Budget;
+use stream::Compression;
+use tree::Tree;
 
 /// Problems with an image.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     /// The reference cannot be parsed.
-    #[error("`{0}` is not an image reference (expected oci:DIR[:TAG] or dir:PATH)")]
+    #[error("`{0}` is not an image reference (expected oci:DIR[:TAG], docker-archive:FILE[:REF] or dir:PATH)")]
     BadRef(String),
     /// Reading a file failed.
     #[error("{0}: {1}")]
@@ -29,7 +34,7 @@ pub enum ImageError {
     #[error("{0}")]
     Invalid(String),
     /// No manifest has that tag.
-    #[error("no image tagged `{tag}` in the layout (tags: {available})")]
+    #[error("no image tagged `{tag}` (tags: {available})")]
     NoTag {
         /// Wanted tag.
         tag: String,
@@ -89,12 +94,20 @@ pub enum ImageRef {
         /// Tag (`org.opencontainers.image.ref.name`).
         tag: Option<String>,
     },
+    /// A docker-archive tarball (`docker save`) and an optional reference in it.
+    DockerArchive {
+        /// The tarball.
+        file: PathBuf,
+        /// `NAME[:TAG]` among its RepoTags, or `@N` for its Nth image.
+        reference: Option<String>,
+    },
     /// A plain root filesystem directory.
     Dir(PathBuf),
 }
 
 impl ImageRef {
-    /// Parse `oci:DIR[:TAG]` or `dir:PATH`; relative paths are against `base`.
+    /// Parse `oci:DIR[:TAG]`, `docker-archive:FILE[:REF]` or `dir:PATH`; relative paths are
+    /// against `base`. As in skopeo, a docker-archive path ends at its first `:`.
     pub fn parse(s: &str, base: &Path) -> Result<ImageRef, ImageError> {
         let abs = |p: &str| {
             let p = Path::new(p);
@@ -114,6 +127,16 @@ impl ImageRef {
                 return Err(ImageError::BadRef(s.into()));
             }
             Ok(ImageRef::Oci { dir: abs(dir), tag })
+        } else if let Some(rest) = s.strip_prefix("docker-archive:") {
+            let (file, reference) = match rest.split_once(':') {
+                Some((f, r)) if !r.is_empty() => (f, Some(r.to_string())),
+                Some((f, _)) => (f, None),
+                None => (rest, None),
+            };
+            if file.is_empty() {
+                return Err(ImageError::BadRef(s.into()));
+            }
+            Ok(ImageRef::DockerArchive { file: abs(file), reference })
         } else if let Some(rest) = s.strip_prefix("dir:") {
             if rest.is_empty() {
                 return Err(ImageError::BadRef(s.into()));
@@ -153,6 +176,7 @@ pub struct Image {
 #[derive(Debug, Clone)]
 enum Source {
     Oci(Box<oci::Resolved>),
+    Docker(Box<docker::Resolved>),
     Dir(PathBuf),
 }
 
@@ -163,16 +187,16 @@ pub fn inspect(r: &ImageRef, arch: Arch) -> Result<Image, ImageError> {
         ImageRef::Oci { dir, tag } => {
             let layout = oci::Layout::open(dir)?;
             let resolved = layout.resolve(tag.as_deref(), arch)?;
-            let rc = resolved.config.config.clone().unwrap_or_default();
-            let defaults = ImageDefaults {
-                entrypoint: rc.entrypoint.unwrap_or_default(),
-                cmd: rc.cmd.unwrap_or_default(),
-                env: rc.env.unwrap_or_default(),
-                workdir: rc.working_dir.filter(|w| !w.is_empty()),
-                user: rc.user.filter(|u| !u.is_empty()),
-            };
+            let defaults = resolved.config.defaults();
             let id = short_id(resolved.manifest_digest.as_bytes());
             Ok(Image { id, defaults, source: Source::Oci(Box::new(resolved)) })
+        }
+        ImageRef::DockerArchive { file, reference } => {
+            let archive = Arc::new(docker::Archive::open(file)?);
+            let resolved = docker::resolve(archive, reference.as_deref(), arch)?;
+            let defaults = resolved.config.defaults();
+            let id = short_id(format!("docker-archive {}", resolved.config_digest).as_bytes());
+            Ok(Image { id, defaults, source: Source::Docker(Box::new(resolved)) })
         }
         ImageRef::Dir(path) => {
             let md = std::fs::metadata(path).map_err(|e| ImageError::Io(path.clone(), e))?;
@@ -206,22 +230,30 @@ pub struct FlattenStats {
 pub const MOUNT_POINTS: &[(&str, u32)] =
     &[("proc", 0o555), ("sys", 0o555), ("dev", 0o755), ("tmp", 0o1777), ("run", 0o755)];
 
-/// Flatten an image into one tree, verifying every layer's digests.
+/// Flatten an image into one tree, verifying every layer's digests, within the caps of
+/// `limits.rs` (all layers of the image share one [`Budget`]).
 pub fn flatten(image: &Image) -> Result<(Tree, FlattenStats), ImageError> {
     let mut tree = Tree::default();
     let mut stats = FlattenStats::default();
+    let mut budget = Budget::default();
+    let mut add = |s: layer::LayerStats| {
+        stats.layers += 1;
+        stats.whiteouts += s.whiteouts;
+        stats.devices_dropped += s.devices_dropped;
+    };
     match &image.source {
         Source::Oci(r) => {
-            let diff_ids = r.config.rootfs.as_ref().map(|f| f.diff_ids.clone()).unwrap_or_default();
             for (i, l) in r.manifest.layers.iter().enumerate() {
-                let s = apply_layer(&r.layout, l, diff_ids.get(i), &mut tree)?;
-                stats.layers += 1;
-                stats.whiteouts += s.whiteouts;
-                stats.devices_dropped += s.devices_dropped;
+                add(apply_oci_layer(&r.layout, l, r.config.diff_id(i)?, &mut tree, &mut budget)?);
+            }
+        }
+        Source::Docker(r) => {
+            for (i, name) in r.layers.iter().enumerate() {
+                add(apply_docker_layer(r, name, r.config.diff_id(i)?, &mut tree, &mut budget)?);
             }
         }
         Source::Dir(path) => {
-            read_dir_tree(path, &mut tree.root)?;
+            dir::read_dir_tree(path, &mut tree.root)?;
         }
     }
     for (name, mode) in MOUNT_POINTS {
@@ -232,91 +264,62 @@ pub fn flatten(image: &Image) -> Result<(Tree, FlattenStats), ImageError> {
     Ok((tree, stats))
 }
 
-fn apply_layer(
+/// Apply one uncompressed layer stream, checking that it hashes to `diff_id`.
+fn apply_stream(
+    what: &str,
+    decompressed: Box<dyn Read + '_>,
+    diff_id: &str,
+    tree: &mut Tree,
+    budget: &mut Budget,
+) -> Result<layer::LayerStats, ImageError> {
+    let mut r = oci::DigestReader::new(decompressed, diff_id.to_string(), None);
+    let stats =
+        layer::apply(tree, &mut r, budget).map_err(|source| ImageError::Layer { digest: what.into(), source })?;
+    r.finish().map_err(|e| match e {
+        ImageError::Digest { digest, reason } => {
+            ImageError::Digest { digest, reason: format!("layer {what} uncompressed (rootfs.diff_ids): {reason}") }
+        }
+        e => e,
+    })?;
+    Ok(stats)
+}
+
+fn apply_oci_layer(
     layout: &oci::Layout,
     l: &oci::Descriptor,
-    diff_id: Option<&String>,
+    diff_id: &str,
     tree: &mut Tree,
+    budget: &mut Budget,
 ) -> Result<layer::LayerStats, ImageError> {
+    let compression = Compression::from_media_type(&l.media_type)
+        .ok_or_else(|| ImageError::MediaType { digest: l.digest.clone(), media_type: l.media_type.clone() })?;
     let mut blob = layout.open_blob(l)?;
-    let mt = l.media_type.as_str();
-    let layer_err = |source| ImageError::Layer { digest: l.digest.clone(), source };
     let stats = {
-        let decompressed: Box<dyn Read + '_> = if mt.ends_with("+gzip") || mt.ends_with(".tar.gzip") {
-            Box::new(flate2::read::MultiGzDecoder::new(&mut blob))
-        } else if mt.ends_with("+zstd") {
-            Box::new(zstd::stream::read::Decoder::new(&mut blob).map_err(|e| layer_err(layer::LayerError::Tar(e)))?)
-        } else if mt.ends_with(".tar") || mt.ends_with(".diff.tar") {
-            Box::new(&mut blob)
-        } else {
-            return Err(ImageError::MediaType { digest: l.digest.clone(), media_type: l.media_type.clone() });
-        };
-        let id = diff_id.ok_or_else(|| ImageError::Invalid(format!("layer {} has no diff_id", l.digest)))?;
-        let mut r = oci::DigestReader::new(decompressed, id.clone(), None);
-        let s = layer::apply(tree, &mut r).map_err(layer_err)?;
-        r.finish()?;
-        s
+        let decompressed = stream::decoder(compression, &mut blob).map_err(|e| ImageError::Layer {
+            digest: l.digest.clone(),
+            source: layer::LayerError::Tar(entries::TarError::Io(e)),
+        })?;
+        apply_stream(&l.digest, decompressed, diff_id, tree, budget)?
     };
+    // The compressed blob is hashed too, to its last byte.
     blob.finish()?;
     Ok(stats)
 }
 
-/// Read a host directory into `node` without following symlinks. Hard links (same inode)
-/// share their data.
-fn read_dir_tree(path: &Path, node: &mut Node) -> Result<(), ImageError> {
-    let mut links: BTreeMap<(u64, u64), Arc<Vec<u8>>> = BTreeMap::new();
-    let md = std::fs::symlink_metadata(path).map_err(|e| ImageError::Io(path.to_path_buf(), e))?;
-    node.meta = meta_of(&md);
-    read_dir_into(path, node, &mut links)
-}
-
-fn meta_of(md: &std::fs::Metadata) -> Meta {
-    Meta { mode: md.mode() & 0o7777, uid: md.uid(), gid: md.gid(), mtime: md.mtime() }
-}
-
-fn read_dir_into(
-    path: &Path,
-    node: &mut Node,
-    links: &mut BTreeMap<(u64, u64), Arc<Vec<u8>>>,
-) -> Result<(), ImageError> {
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |e| ImageError::Io(p, e)
-    };
-    let Kind::Dir(children) = &mut node.kind else { return Ok(()) };
-    for entry in std::fs::read_dir(path).map_err(io(path))? {
-        let entry = entry.map_err(io(path))?;
-        let p = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let md = std::fs::symlink_metadata(&p).map_err(io(&p))?;
-        let meta = meta_of(&md);
-        let ft = md.file_type();
-        let child = if ft.is_dir() {
-            let mut n = Node::dir(meta);
-            read_dir_into(&p, &mut n, links)?;
-            n
-        } else if ft.is_symlink() {
-            let t = std::fs::read_link(&p).map_err(io(&p))?;
-            Node { meta, kind: Kind::Symlink(t.to_string_lossy().into_owned()) }
-        } else if ft.is_file() {
-            let key = (md.dev(), md.ino());
-            let data = match links.get(&key) {
-                Some(d) => d.clone(),
-                None => {
-                    let d = Arc::new(std::fs::read(&p).map_err(io(&p))?);
-                    if md.nlink() > 1 {
-                        links.insert(key, d.clone());
-                    }
-                    d
-                }
-            };
-            Node { meta, kind: Kind::File(data) }
-        } else {
-            continue; // devices, sockets and fifos are not copied from a host directory
-        };
-        children.insert(name, child);
-    }
-    Ok(())
+fn apply_docker_layer(
+    r: &docker::Resolved,
+    name: &str,
+    diff_id: &str,
+    tree: &mut Tree,
+    budget: &mut Budget,
+) -> Result<layer::LayerStats, ImageError> {
+    let member = r.archive.open_member(name)?;
+    let what = format!("{name} ({diff_id})");
+    let decompressed = stream::sniffing_decoder(member).map_err(|e| ImageError::Layer {
+        digest: what.clone(),
+        source: layer::LayerError::Tar(entries::TarError::Io(e)),
+    })?;
+    apply_stream(&what, decompressed, diff_id, tree, budget)
 }
 
 #[cfg(test)]
@@ -332,6 +335,15 @@ mod tests {
         );
         assert_eq!(ImageRef::parse("oci:/abs/bb", b).unwrap(), ImageRef::Oci { dir: "/abs/bb".into(), tag: None });
         assert_eq!(ImageRef::parse("dir:root", b).unwrap(), ImageRef::Dir("/cfg/root".into()));
+        assert_eq!(
+            ImageRef::parse("docker-archive:d.tar:keel/debian:amd64", b).unwrap(),
+            ImageRef::DockerArchive { file: "/cfg/d.tar".into(), reference: Some("keel/debian:amd64".into()) }
+        );
+        assert_eq!(
+            ImageRef::parse("docker-archive:/x/d.tar", b).unwrap(),
+            ImageRef::DockerArchive { file: "/x/d.tar".into(), reference: None }
+        );
+        assert!(ImageRef::parse("docker-archive:", b).is_err());
         assert!(ImageRef::parse("docker://busybox", b).is_err());
         assert!(ImageRef::parse("oci:", b).is_err());
     }

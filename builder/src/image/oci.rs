@@ -7,6 +7,7 @@ use keel_plan::Arch;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::limits::{MAX_INDEX_DEPTH, MAX_JSON, MAX_LAYERS};
 use super::ImageError;
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -72,6 +73,50 @@ pub struct ImageConfig {
     pub rootfs: Option<RootFs>,
 }
 
+impl ImageConfig {
+    /// Check the config against its image: the architecture is `arch` (when it says), there are
+    /// at most [`MAX_LAYERS`] layers, and `rootfs.diff_ids` lists one uncompressed digest per
+    /// layer, so every byte applied is verified.
+    pub fn check(&self, layers: usize, arch: Arch) -> Result<(), ImageError> {
+        if !self.architecture.is_empty() && Arch::parse(&self.architecture) != Some(arch) {
+            return Err(ImageError::WrongArch { image: self.architecture.clone(), wanted: arch });
+        }
+        if layers > MAX_LAYERS {
+            return Err(ImageError::Invalid(format!(
+                "the image has {layers} layers, more than the limit of {MAX_LAYERS}"
+            )));
+        }
+        let diff_ids = self.rootfs.as_ref().map_or(0, |r| r.diff_ids.len());
+        if diff_ids != layers {
+            return Err(ImageError::Invalid(format!(
+                "image config lists {diff_ids} rootfs.diff_ids for {layers} layers"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Its run defaults.
+    pub fn defaults(&self) -> super::ImageDefaults {
+        let rc = self.config.clone().unwrap_or_default();
+        super::ImageDefaults {
+            entrypoint: rc.entrypoint.unwrap_or_default(),
+            cmd: rc.cmd.unwrap_or_default(),
+            env: rc.env.unwrap_or_default(),
+            workdir: rc.working_dir.filter(|w| !w.is_empty()),
+            user: rc.user.filter(|u| !u.is_empty()),
+        }
+    }
+
+    /// The uncompressed digest of layer `i`.
+    pub fn diff_id(&self, i: usize) -> Result<&str, ImageError> {
+        self.rootfs
+            .as_ref()
+            .and_then(|r| r.diff_ids.get(i))
+            .map(String::as_str)
+            .ok_or_else(|| ImageError::Invalid(format!("layer {i} has no diff_id")))
+    }
+}
+
 /// `config` of an image config.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -120,7 +165,8 @@ pub struct Resolved {
     pub config: ImageConfig,
 }
 
-fn hex_of(digest: &str) -> Result<&str, ImageError> {
+/// The hex part of a well-formed `sha256:` digest.
+pub fn hex_of(digest: &str) -> Result<&str, ImageError> {
     let hex = digest
         .strip_prefix("sha256:")
         .ok_or_else(|| ImageError::Invalid(format!("unsupported digest `{digest}` (only sha256)")))?;
@@ -134,14 +180,11 @@ impl Layout {
     /// Open a layout directory (checks `oci-layout`).
     pub fn open(dir: &Path) -> Result<Layout, ImageError> {
         let marker = dir.join("oci-layout");
-        let mut text = String::new();
-        open_regular(&marker)
-            .and_then(|f| f.take(1 << 16).read_to_string(&mut text).map_err(|e| ImageError::Io(marker.clone(), e)))
-            .map_err(|e| {
-                ImageError::Invalid(format!("{} is not an OCI image layout (oci-layout: {e})", dir.display()))
-            })?;
+        let text = read_small(&marker).map_err(|e| {
+            ImageError::Invalid(format!("{} is not an OCI image layout (oci-layout: {e})", dir.display()))
+        })?;
         let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| ImageError::Invalid(format!("{}: {e}", marker.display())))?;
+            serde_json::from_slice(&text).map_err(|e| ImageError::Invalid(format!("{}: {e}", marker.display())))?;
         if v.get("imageLayoutVersion").and_then(|v| v.as_str()) != Some("1.0.0") {
             return Err(ImageError::Invalid(format!("{}: unsupported imageLayoutVersion", marker.display())));
         }
@@ -171,7 +214,6 @@ impl Layout {
 
     /// Read a small blob whole, verifying size and digest.
     pub fn read_blob(&self, d: &Descriptor) -> Result<Vec<u8>, ImageError> {
-        const MAX_JSON: u64 = 16 << 20;
         if d.size > MAX_JSON {
             return Err(ImageError::Invalid(format!("blob {} is too large for JSON ({} bytes)", d.digest, d.size)));
         }
@@ -193,11 +235,7 @@ impl Layout {
     /// Resolve `tag` (or the only/`latest` image when `None`) for `arch`.
     pub fn resolve(&self, tag: Option<&str>, arch: Arch) -> Result<Resolved, ImageError> {
         let index_path = self.dir.join("index.json");
-        let mut text = Vec::new();
-        open_regular(&index_path)?
-            .take(16 << 20)
-            .read_to_end(&mut text)
-            .map_err(|e| ImageError::Io(index_path.clone(), e))?;
+        let text = read_small(&index_path)?;
         let index: Index =
             serde_json::from_slice(&text).map_err(|e| ImageError::Invalid(format!("{}: {e}", index_path.display())))?;
         let tagged: Vec<&Descriptor> = match tag {
@@ -228,24 +266,14 @@ impl Layout {
         let config_bytes = self.read_blob(&manifest.config)?;
         let config: ImageConfig = serde_json::from_slice(&config_bytes)
             .map_err(|e| ImageError::Invalid(format!("image config {}: {e}", manifest.config.digest)))?;
-        if !config.architecture.is_empty() && Arch::parse(&config.architecture) != Some(arch) {
-            return Err(ImageError::WrongArch { image: config.architecture.clone(), wanted: arch });
-        }
-        // Every layer's uncompressed digest must be known, so every byte applied is verified.
-        let diff_ids = config.rootfs.as_ref().map_or(0, |r| r.diff_ids.len());
-        if diff_ids != manifest.layers.len() {
-            return Err(ImageError::Invalid(format!(
-                "image config lists {diff_ids} rootfs.diff_ids for {} layers",
-                manifest.layers.len()
-            )));
-        }
+        config.check(manifest.layers.len(), arch)?;
         Ok(Resolved { layout: self.clone(), manifest_digest: desc.digest.clone(), manifest, config })
     }
 
     /// Choose an image manifest among candidates, descending into image indexes by platform.
     fn pick(&self, candidates: &[&Descriptor], arch: Arch, depth: usize) -> Result<Descriptor, ImageError> {
-        if depth > 4 {
-            return Err(ImageError::Invalid("image indexes nested too deeply".into()));
+        if depth > MAX_INDEX_DEPTH {
+            return Err(ImageError::Invalid(format!("image indexes nested more than {MAX_INDEX_DEPTH} deep")));
         }
         let matches_arch = |d: &&Descriptor| match &d.platform {
             Some(p) => Arch::parse(&p.architecture) == Some(arch) && (p.os.is_empty() || p.os == "linux"),
@@ -287,7 +315,19 @@ fn open_regular(path: &Path) -> Result<std::fs::File, ImageError> {
     Ok(f)
 }
 
-fn verify(digest: &str, size: u64, bytes: &[u8]) -> Result<(), ImageError> {
+/// Read a small regular file (a JSON document) whole; larger than [`MAX_JSON`] is an error.
+fn read_small(path: &Path) -> Result<Vec<u8>, ImageError> {
+    let f = open_regular(path)?;
+    let mut bytes = Vec::new();
+    f.take(MAX_JSON + 1).read_to_end(&mut bytes).map_err(|e| ImageError::Io(path.to_path_buf(), e))?;
+    if bytes.len() as u64 > MAX_JSON {
+        return Err(ImageError::Invalid(format!("{} is larger than the limit of {MAX_JSON} bytes", path.display())));
+    }
+    Ok(bytes)
+}
+
+/// Check that `bytes` is `size` bytes long and hashes to `digest`.
+pub fn verify(digest: &str, size: u64, bytes: &[u8]) -> Result<(), ImageError> {
     if bytes.len() as u64 != size {
         return Err(ImageError::Digest {
             digest: digest.into(),

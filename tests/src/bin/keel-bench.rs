@@ -6,6 +6,10 @@
 //!
 //! Boots are repeated (`KEEL_BENCH_RUNS`, default 3) and medians reported; baseline and keel
 //! boots alternate so machine noise hits both alike.
+//!
+//! Then the container start latency of keel-runtime, crun and runc on the build host
+//! ([`runtime`]; needs root). `keel-bench boot` runs only the first part, `keel-bench runtime`
+//! only the second.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -17,10 +21,21 @@ use keel_plan::{Arch, TIMELINE_PREFIX};
 use keel_qemu::{Boot, VmConfig};
 use keel_tests::{keel, root, text};
 
+#[path = "keel-bench/runtime.rs"]
+mod runtime;
+
 const TIMEOUT: Duration = Duration::from_secs(300);
 
 fn main() -> ExitCode {
-    match bench() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [] => bench().and_then(|()| runtime::bench()),
+        ["boot"] => bench(),
+        ["runtime"] => runtime::bench(),
+        ["runtime-worker", bundle] => runtime::worker(bundle),
+        _ => Err("usage: keel-bench [boot | runtime]".into()),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("keel-bench: {e}");

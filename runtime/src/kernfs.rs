@@ -1,0 +1,181 @@
+//! The kernel's filesystems in the container: `/proc` with the paths that leak host information
+//! or control the host masked, `/sys` read-only, and the container's own cgroup read-only at
+//! `/sys/fs/cgroup`. The masks are runc's, crun's and youki's: paths the running kernel does not
+//! have are skipped ([`Step::optional`]).
+//!
+//! Mounting proc and sysfs from a user namespace is allowed because the container owns its pid and
+//! network namespaces and the host has them mounted, unobstructed, already; cgroup2 because it owns
+//! its cgroup namespace.
+
+use std::path::Path;
+
+use libc::{c_ulong, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT};
+
+use crate::child::{Op, Step};
+use crate::error::RuntimeError;
+use crate::process::cstring;
+use crate::rootfs::{c_path, tmpfs};
+
+/// Files hidden behind the host's `/dev/null` (a bind mount: reads give nothing, writes vanish).
+pub const MASKED_FILES: [&str; 6] =
+    ["proc/kcore", "proc/keys", "proc/latency_stats", "proc/timer_list", "proc/timer_stats", "proc/sched_debug"];
+
+/// Directories hidden under an empty read-only tmpfs.
+pub const MASKED_DIRS: [&str; 5] =
+    ["proc/acpi", "proc/asound", "proc/scsi", "sys/firmware", "sys/devices/virtual/powercap"];
+
+/// Paths bound onto themselves and remounted read-only.
+pub const READ_ONLY: [&str; 5] = ["proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger"];
+
+const PROC_FLAGS: c_ulong = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+const SYS_FLAGS: c_ulong = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+
+/// `/proc`, `/sys` (and `/sys/fs/cgroup` if `cgroup`) under `root`, with the masks; device
+/// nodes for the masks come from `host_dev`.
+pub(crate) fn steps(root: &Path, host_dev: &Path, cgroup: bool) -> Result<Vec<Step>, RuntimeError> {
+    let under = |rel: &str| c_path(&root.join(rel));
+    let mut steps = vec![mount("proc", under("proc")?, PROC_FLAGS)?];
+    let null = c_path(&host_dev.join("null"))?;
+    let proc_masked = MASKED_DIRS.iter().filter(|d| d.starts_with("proc/"));
+    let sys_masked = MASKED_DIRS.iter().filter(|d| d.starts_with("sys/"));
+    for file in MASKED_FILES {
+        steps.push(
+            Step::new(
+                format!("mask /{file}"),
+                Op::Mount {
+                    source: Some(null.clone()),
+                    target: under(file)?,
+                    fstype: None,
+                    flags: MS_BIND,
+                    data: None,
+                },
+            )
+            .optional(),
+        );
+    }
+    for dir in proc_masked {
+        steps.push(mask_dir(dir, under(dir)?)?);
+    }
+    for path in READ_ONLY {
+        let target = under(path)?;
+        steps.push(
+            Step::new(
+                format!("bind /{path} onto itself"),
+                Op::Mount {
+                    source: Some(target.clone()),
+                    target: target.clone(),
+                    fstype: None,
+                    flags: MS_BIND | MS_REC,
+                    data: None,
+                },
+            )
+            .optional(),
+        );
+        steps.push(
+            Step::new(
+                format!("remount /{path} read-only"),
+                Op::Mount { source: None, target, fstype: None, flags: MS_BIND | MS_REMOUNT | SYS_FLAGS, data: None },
+            )
+            .optional(),
+        );
+    }
+    steps.push(mount("sysfs", under("sys")?, SYS_FLAGS)?);
+    for dir in sys_masked {
+        steps.push(mask_dir(dir, under(dir)?)?);
+    }
+    if cgroup {
+        steps.push(Step::new(
+            "mount cgroup2 on /sys/fs/cgroup",
+            Op::Mount {
+                source: Some(cstring("cgroup2", "")?),
+                target: under("sys/fs/cgroup")?,
+                fstype: Some(cstring("cgroup2", "")?),
+                flags: SYS_FLAGS,
+                data: None,
+            },
+        ));
+    }
+    Ok(steps)
+}
+
+fn mount(fstype: &str, target: std::ffi::CString, flags: c_ulong) -> Result<Step, RuntimeError> {
+    let at = if fstype == "proc" { "/proc" } else { "/sys" };
+    Ok(Step::new(
+        format!("mount {fstype} on {at}"),
+        Op::Mount { source: Some(cstring(fstype, "")?), target, fstype: Some(cstring(fstype, "")?), flags, data: None },
+    ))
+}
+
+fn mask_dir(dir: &str, target: std::ffi::CString) -> Result<Step, RuntimeError> {
+    Ok(tmpfs(&format!("/{dir} (mask)"), target, SYS_FLAGS, "mode=555")?.optional())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::child::{self, fake::Recorder, ChildPlan};
+    use crate::process::Exec;
+
+    fn record(cgroup: bool, fail_on: Option<(String, i32)>) -> (Vec<String>, Option<String>) {
+        let plan = ChildPlan {
+            steps: steps(Path::new("/r"), Path::new("/dev"), cgroup).unwrap(),
+            exec: Exec::for_tests(&[], "exec"),
+        };
+        let mut r = Recorder { fail_on, ..Default::default() };
+        let f = child::run(&plan, &mut r);
+        let failed = (f.index < plan.steps.len()).then(|| plan.describe(f.index).to_string());
+        (r.calls, failed)
+    }
+
+    #[test]
+    fn proc_is_masked_and_sys_read_only() {
+        let (calls, failed) = record(true, None);
+        assert_eq!(failed, None);
+        assert_eq!(
+            calls,
+            [
+                "mount proc /r/proc proc 0xe -",
+                "mount /dev/null /r/proc/kcore - 0x1000 -",
+                "mount /dev/null /r/proc/keys - 0x1000 -",
+                "mount /dev/null /r/proc/latency_stats - 0x1000 -",
+                "mount /dev/null /r/proc/timer_list - 0x1000 -",
+                "mount /dev/null /r/proc/timer_stats - 0x1000 -",
+                "mount /dev/null /r/proc/sched_debug - 0x1000 -",
+                "mount tmpfs /r/proc/acpi tmpfs 0xf mode=555",
+                "mount tmpfs /r/proc/asound tmpfs 0xf mode=555",
+                "mount tmpfs /r/proc/scsi tmpfs 0xf mode=555",
+                "mount /r/proc/bus /r/proc/bus - 0x5000 -",
+                "mount - /r/proc/bus - 0x102f -",
+                "mount /r/proc/fs /r/proc/fs - 0x5000 -",
+                "mount - /r/proc/fs - 0x102f -",
+                "mount /r/proc/irq /r/proc/irq - 0x5000 -",
+                "mount - /r/proc/irq - 0x102f -",
+                "mount /r/proc/sys /r/proc/sys - 0x5000 -",
+                "mount - /r/proc/sys - 0x102f -",
+                "mount /r/proc/sysrq-trigger /r/proc/sysrq-trigger - 0x5000 -",
+                "mount - /r/proc/sysrq-trigger - 0x102f -",
+                "mount sysfs /r/sys sysfs 0xf -",
+                "mount tmpfs /r/sys/firmware tmpfs 0xf mode=555",
+                "mount tmpfs /r/sys/devices/virtual/powercap tmpfs 0xf mode=555",
+                "mount cgroup2 /r/sys/fs/cgroup cgroup2 0xf -",
+            ]
+        );
+        let (without, _) = record(false, None);
+        assert_eq!(without.len(), calls.len() - 1);
+        assert!(!without.iter().any(|c| c.contains("cgroup2")));
+    }
+
+    #[test]
+    fn missing_mask_targets_are_skipped_other_failures_are_not() {
+        // A kernel without /proc/timer_stats (every kernel since 4.11).
+        let (calls, failed) = record(true, Some(("mount /dev/null /r/proc/timer_stats".into(), libc::ENOENT)));
+        assert_eq!(failed, None);
+        assert!(calls.last().is_some_and(|c| c.contains("cgroup2")));
+        let (_, failed) = record(true, Some(("mount /dev/null /r/proc/kcore".into(), libc::EPERM)));
+        assert_eq!(failed.as_deref(), Some("mask /proc/kcore"));
+        let (_, failed) = record(true, Some(("mount proc".into(), libc::ENOENT)));
+        assert_eq!(failed.as_deref(), Some("mount proc on /proc"), "proc itself is not optional");
+        let (_, failed) = record(true, Some(("mount - /r/proc/sys ".into(), libc::EPERM)));
+        assert_eq!(failed.as_deref(), Some("remount /proc/sys read-only"));
+    }
+}

@@ -1,0 +1,396 @@
+//! The malicious-image corpus (tests/malicious/make-corpus): OCI layouts that are valid except
+//! for one bad layer entry, header, digest, blob or document.
+//!
+//! - Each case meant to be rejected fails `keel check` with exit status 2, naming the
+//!   container's `image` key, with the expected words in the message.
+//! - The cases meant to be neutralised build, together, into one image, and what each case
+//!   did is checked in its container's tree on the keel-images partition, with debugfs.
+//! - Nothing is read or written outside the input and output: a canary directory next to the
+//!   corpus (which many cases aim at) is unchanged, the input is unchanged, the canary's secret
+//!   appears in no output, and under `strace -f` every path keel touches is in the input, the
+//!   output (the only place it writes), the pinned packages, its own binaries or the system's
+//!   libraries; none is in the canary directory.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use keel_tests::{debugfs, images_partition, keel_bin, kernel_toml, root, text, tool};
+use sha2::{Digest, Sha256};
+
+/// One case of the corpus, as cases.tsv lists it.
+#[derive(Debug, Default)]
+struct Case {
+    name: String,
+    /// For rejections: words the message must hold.
+    message: Option<String>,
+    /// For neutralised cases: (kind, path, value).
+    checks: Vec<(String, String, String)>,
+}
+
+fn read_cases(corpus: &Path) -> Vec<Case> {
+    let tsv = std::fs::read_to_string(corpus.join("cases.tsv")).expect("the generator writes cases.tsv");
+    let mut cases: Vec<Case> = Vec::new();
+    for line in tsv.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        match f.as_slice() {
+            ["reject", name, message] => {
+                cases.push(Case { name: name.to_string(), message: Some(message.to_string()), checks: vec![] })
+            }
+            ["neutralise", name] => cases.push(Case { name: name.to_string(), ..Case::default() }),
+            ["check", name, kind, path, rest @ ..] => {
+                let c = cases.iter_mut().find(|c| c.name == *name).expect("a check follows its case");
+                c.checks.push((kind.to_string(), path.to_string(), rest.first().unwrap_or(&"").to_string()));
+            }
+            _ => panic!("cases.tsv: bad line `{line}`"),
+        }
+    }
+    cases
+}
+
+/// Every file and directory under `dir`: path → (size, mode, mtime, sha256 of the content).
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (u64, u32, i64, String)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let hash =
+                if md.is_file() { hex::encode(Sha256::digest(std::fs::read(&p).unwrap())) } else { String::new() };
+            if md.is_dir() {
+                stack.push(p.clone());
+            }
+            out.insert(p, (md.len(), md.mode(), md.mtime(), hash));
+        }
+    }
+    out
+}
+
+/// Run keel under `strace -f`, recording every file syscall to `log`.
+fn traced_keel(cwd: &Path, log: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-y", "-qq", "-e", "trace=%file", "-o"]).arg(log).arg(keel_bin()).args(args).current_dir(cwd);
+    // cargo points the loader at the toolchain's libraries; keel needs only the system's.
+    cmd.env_remove("LD_LIBRARY_PATH");
+    cmd.output().expect("run strace (make setup installs it)")
+}
+
+/// Lexically normalised absolute path.
+fn normal(p: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+/// The syscall and the paths of one strace line: its quoted path arguments, relative ones
+/// resolved against the dirfd before them (`-y` prints it as `N</dir>`) or the cwd, and empty
+/// ones (`AT_EMPTY_PATH`) standing for that dirfd.
+fn paths_of(line: &str, cwd: &str) -> Option<(String, Vec<String>)> {
+    let rest = line.split_once(' ')?.1;
+    let (name, args) = rest.split_once('(')?;
+    let args = args.rsplit_once(") = ").map_or(args, |(a, _)| a);
+    let mut paths = Vec::new();
+    let mut last_dir = cwd.to_string();
+    let mut depth = 0;
+    let mut chars = args.chars().peekable();
+    while let Some(ch) = chars.next() {
+        match ch {
+            '[' | '{' => depth += 1,
+            ']' | '}' => depth -= 1,
+            '<' if depth == 0 => {
+                let ann: String = chars.by_ref().take_while(|c| *c != '>').collect();
+                // A dirfd: the base of the path argument after it (not itself touched).
+                if ann.starts_with('/') {
+                    last_dir = ann;
+                }
+            }
+            '"' => {
+                let mut s = String::new();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => s.extend(chars.next()),
+                        '"' => break,
+                        c => s.push(c),
+                    }
+                }
+                if depth > 0 {
+                    continue;
+                }
+                let p = if s.starts_with('/') {
+                    s
+                } else if s.is_empty() {
+                    last_dir.clone()
+                } else {
+                    format!("{last_dir}/{s}")
+                };
+                paths.push(normal(&p));
+            }
+            _ => {}
+        }
+    }
+    Some((name.to_string(), paths))
+}
+
+fn is_write(name: &str, line: &str) -> bool {
+    const WRITES: &[&str] = &[
+        "creat",
+        "mkdir",
+        "mkdirat",
+        "rename",
+        "renameat",
+        "renameat2",
+        "unlink",
+        "unlinkat",
+        "rmdir",
+        "link",
+        "linkat",
+        "symlink",
+        "symlinkat",
+        "chmod",
+        "fchmodat",
+        "chown",
+        "lchown",
+        "fchownat",
+        "truncate",
+        "utimensat",
+        "utimes",
+        "mknod",
+        "mknodat",
+        "setxattr",
+        "lsetxattr",
+        "removexattr",
+    ];
+    WRITES.contains(&name)
+        || (name.starts_with("open") && ["O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC"].iter().any(|f| line.contains(f)))
+}
+
+/// Check one strace log: returns the offending lines.
+fn audit(log: &Path, cwd: &Path, input: &Path, out: &Path, canary: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap();
+    let under = |p: &str, dir: &Path| {
+        let d = dir.to_string_lossy();
+        p == d || p.starts_with(&format!("{d}/"))
+    };
+    let system = [
+        "/etc/ld.so.cache",
+        "/etc/ld.so.preload",
+        "/lib",
+        "/lib64",
+        "/usr/lib",
+        "/proc/self",
+        "/sys/fs/cgroup",
+        "/sys/devices/system/cpu",
+        "/dev/null",
+    ];
+    let mut bad = Vec::new();
+    let mut lines = 0;
+    for line in text.lines() {
+        let Some((name, paths)) = paths_of(line, &cwd.to_string_lossy()) else { continue };
+        lines += 1;
+        let write = is_write(&name, line);
+        for p in paths {
+            let proc_own =
+                p.starts_with("/proc/") && p[6..].split('/').next().is_some_and(|s| s.parse::<u32>().is_ok());
+            let ok = if under(&p, canary) {
+                false
+            } else if write {
+                under(&p, out)
+            } else {
+                under(&p, input)
+                    || under(&p, out)
+                    || under(&p, &root().join(".cache/debs"))
+                    || under(&p, &root().join("target"))
+                    || proc_own
+                    || system.iter().any(|s| under(&p, Path::new(s)))
+            };
+            if !ok {
+                bad.push(format!("{}: `{p}` ({}) in: {line}", log.display(), if write { "write" } else { "read" }));
+            }
+        }
+    }
+    assert!(lines > 10, "{}: strace recorded almost nothing:\n{text}", log.display());
+    bad
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn the_corpus_is_rejected_or_neutralised_and_nothing_outside_is_touched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().canonicalize().unwrap();
+    let (input, out, canary, logs) = (base.join("input"), base.join("out"), base.join("canary"), base.join("strace"));
+    for d in [&input, &out, &canary, &logs] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    // The canary: a secret the corpus aims at, unguessable, and a directory beside it.
+    let secret =
+        format!("KEEL-CANARY-{}", hex::encode(Sha256::digest(format!("{base:?}{:?}", std::time::SystemTime::now()))));
+    std::fs::write(canary.join("secret"), &secret).unwrap();
+    std::fs::create_dir(canary.join("sub")).unwrap();
+    std::fs::write(canary.join("sub/file"), "canary\n").unwrap();
+    let canary_before = snapshot(&canary);
+
+    let corpus = input.join("corpus");
+    let o = tool(
+        "python3",
+        &[
+            &root().join("tests/malicious/make-corpus").to_string_lossy(),
+            &corpus.to_string_lossy(),
+            &canary.to_string_lossy(),
+        ],
+    );
+    assert!(o.status.success(), "make-corpus failed:\n{}", text(&o));
+    let cases = read_cases(&corpus);
+    assert!(cases.len() >= 10, "only {} cases", cases.len());
+    let input_before = snapshot(&input);
+
+    let kernel = kernel_toml();
+    let config = |name: &str, containers: &[&Case]| {
+        let mut c = format!("version = 1\nname = \"{name}\"\narch = \"x86_64\"\n\n{kernel}");
+        for case in containers {
+            let layout = corpus.join(&case.name);
+            c.push_str(&format!("\n[[container]]\nname = \"{}\"\nimage = \"oci:{}\"\n", case.name, layout.display()));
+        }
+        let p = input.join(format!("{name}.toml"));
+        std::fs::write(&p, c).unwrap();
+        p
+    };
+
+    let mut failures = Vec::new();
+    let mut traces = Vec::new();
+    // Rejections: keel check, each case on its own.
+    let rejected: Vec<&Case> = cases.iter().filter(|c| c.message.is_some()).collect();
+    let neutralised: Vec<&Case> = cases.iter().filter(|c| c.message.is_none()).collect();
+    for case in &rejected {
+        let cfg = config(&format!("r-{}", case.name), &[case]);
+        let log = logs.join(format!("check-{}", case.name));
+        let o = traced_keel(&input, &log, &["check", &cfg.to_string_lossy()]);
+        traces.push(log);
+        let t = String::from_utf8_lossy(&o.stderr).into_owned();
+        let want = case.message.as_deref().unwrap_or_default();
+        if o.status.code() != Some(2) || !t.contains("key `container[0].image`") || !t.contains(want) {
+            failures.push(format!(
+                "{}: want exit 2 naming container[0].image with `{want}`, got {:?}:\n{t}",
+                case.name,
+                o.status.code()
+            ));
+        }
+    }
+    // A few rejections through keel build too: exit 2 and no output left.
+    for name in ["hardlink-canary", "blob-symlink", "dotdot-canary", "gzip-bomb"] {
+        let case = rejected.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no case {name}"));
+        let cfg = input.join(format!("r-{name}.toml"));
+        let dest = out.join(name);
+        let log = logs.join(format!("build-{name}"));
+        let o = traced_keel(&input, &log, &["build", &cfg.to_string_lossy(), "-o", &dest.to_string_lossy()]);
+        traces.push(log);
+        let want = case.message.as_deref().unwrap_or_default();
+        if o.status.code() != Some(2) || !text(&o).contains(want) || dest.exists() {
+            failures.push(format!(
+                "keel build {name}: want exit 2 with `{want}` and no output, got {:?}:\n{}",
+                o.status.code(),
+                text(&o)
+            ));
+        }
+    }
+
+    // Neutralised cases: one host, one container each.
+    let cfg = config("neutralised", &neutralised);
+    let dest = out.join("neutralised");
+    let log = logs.join("build-neutralised");
+    let o = traced_keel(&input, &log, &["build", &cfg.to_string_lossy(), "-o", &dest.to_string_lossy()]);
+    traces.push(log);
+    assert!(o.status.success(), "keel build of the neutralised cases failed:\n{}", text(&o));
+    let scratch = tempfile::tempdir().unwrap();
+    let fs = images_partition(&dest.join("neutralised-x86_64.img"), scratch.path());
+    for case in &neutralised {
+        for (kind, path, value) in &case.checks {
+            let at = format!("/{}{path}", case.name);
+            let (stat, err) = debugfs(&fs, &format!("stat {at}"));
+            let ok = match kind.as_str() {
+                "file" => stat.contains("Type: regular") && debugfs(&fs, &format!("cat {at}")).0.trim_end() == value,
+                "dir" => stat.contains("Type: directory"),
+                "absent" => err.contains("File not found"),
+                "mode" => stat.contains("Type: regular") && stat.contains(&format!("Mode:  0{value:0>3} ")),
+                other => panic!("unknown check {other}"),
+            };
+            if !ok {
+                failures.push(format!("{}: {kind} {path} {value} does not hold:\n{stat}{err}", case.name));
+            }
+        }
+    }
+
+    // Nothing outside was read or written.
+    for log in &traces {
+        failures.extend(audit(log, &input, &input, &out, &canary));
+    }
+    assert_eq!(snapshot(&canary), canary_before, "the canary directory changed");
+    assert_eq!(snapshot(&input), input_before.into_iter().chain(configs(&input)).collect(), "the input changed");
+    let top: Vec<_> = std::fs::read_dir(&base).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(top.len(), 4, "something appeared beside input, output and canary: {top:?}");
+    for (p, _) in snapshot(&out) {
+        if p.is_file() && contains(&std::fs::read(&p).unwrap(), secret.as_bytes()) {
+            failures.push(format!("the canary's secret is in {}", p.display()));
+        }
+    }
+    assert!(failures.is_empty(), "{} problem(s):\n{}", failures.len(), failures.join("\n"));
+    eprintln!("{} rejected, {} neutralised, {} traces clean", rejected.len(), neutralised.len(), traces.len());
+}
+
+/// The config files the test itself wrote into the input (present after, not before).
+fn configs(input: &Path) -> BTreeMap<PathBuf, (u64, u32, i64, String)> {
+    snapshot(input)
+        .into_iter()
+        .filter(|(p, _)| p.parent() == Some(input) && p.extension().is_some_and(|e| e == "toml"))
+        .collect()
+}
+
+/// The audit itself: paths in the canary and writes outside the output are caught, relative
+/// paths are resolved against their dirfd, and allowed accesses pass.
+#[test]
+fn the_audit_catches_outside_access() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().canonicalize().unwrap();
+    let (input, out, canary) = (base.join("input"), base.join("out"), base.join("canary"));
+    let (i, o, c) = (input.display(), out.display(), canary.display());
+    let log = base.join("log");
+    let mut lines = vec![format!(
+        r#"1 execve("{}", ["keel", "check"], 0x7ffe /* 3 vars */) = 0"#,
+        root().join("target/release/keel").display()
+    )];
+    for _ in 0..10 {
+        lines.push(format!(
+            r#"1 openat(AT_FDCWD<{i}>, "corpus/x/index.json", O_RDONLY|O_CLOEXEC) = 3<{i}/corpus/x/index.json>"#
+        ));
+    }
+    lines.extend([
+        format!(
+            r#"1 statx(3<{i}/corpus>, "", AT_STATX_SYNC_AS_STAT|AT_EMPTY_PATH, STATX_ALL, {{stx_mode=S_IFDIR}}) = 0"#
+        ),
+        format!(r#"1 openat(AT_FDCWD<{i}>, "{o}/x.img", O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC, 0666) = 3<{o}/x.img>"#),
+        format!(r#"2 unlinkat(5<{o}/.staging>, "x", 0) = 0"#),
+        // The offenders.
+        format!(r#"1 newfstatat(AT_FDCWD<{i}>, "../canary/secret", 0x7ff, 0) = 0"#),
+        format!(r#"1 openat(AT_FDCWD<{i}>, "{i}/corpus/new", O_WRONLY|O_CREAT, 0644) = 3<{i}/corpus/new>"#),
+        format!(r#"1 mkdirat(AT_FDCWD<{i}>, "/etc/keel-was-here", 0777) = 0"#),
+        format!(r#"1 openat(4<{c}>, "secret", O_RDONLY) = 3<{c}/secret>"#),
+    ]);
+    std::fs::write(&log, lines.join("\n")).unwrap();
+    let bad = audit(&log, &input, &input, &out, &canary);
+    assert_eq!(bad.len(), 4, "{bad:#?}");
+    for (b, what) in bad.iter().zip(["canary/secret", "corpus/new", "/etc/keel-was-here", "canary/secret"]) {
+        assert!(b.contains(what), "{b}");
+    }
+}
