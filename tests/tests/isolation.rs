@@ -142,7 +142,7 @@ fn hostile_neighbours_are_contained_x86_64() {
     assert!(console.contains("container bomb exited with status 0"), "bomb did not finish:\n{console}");
 
     // Memory hog: OOM-killed, reported by name, and alone.
-    let oom: Vec<&str> = console.lines().filter(|l| l.contains("out of memory")).collect();
+    let oom: Vec<&str> = console.lines().filter(|l| l.starts_with("keel: ") && l.contains("out of memory")).collect();
     assert!(oom.iter().any(|l| l.contains("container hog")), "no OOM report for the hog:\n{console}");
     assert!(oom.iter().all(|l| l.contains("container hog")), "OOM reported for another container: {oom:?}");
     assert!(console.contains("container hog killed by signal SIGKILL"), "hog not killed:\n{console}");

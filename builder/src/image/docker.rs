@@ -371,4 +371,44 @@ mod tests {
         assert_eq!(normalize("localhost:5000/x"), "localhost:5000/x:latest");
         assert_eq!(normalize("keel/debian:amd64"), "keel/debian:amd64");
     }
+
+    #[test]
+    fn compressed_layers_flatten_and_are_verified_uncompressed() {
+        use std::io::Write;
+        let layer = tar_of(&[("etc/hello", b"hi")], &[]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&layer).unwrap();
+        let gz = gz.finish().unwrap();
+        let zst = zstd::encode_all(&layer[..], 3).unwrap();
+        let diff = hex::encode(Sha256::digest(&layer));
+        let config = format!(
+            r#"{{"architecture":"amd64","config":{{"Cmd":["/x"]}},"rootfs":{{"diff_ids":["sha256:{diff}","sha256:{diff}"]}}}}"#
+        );
+        let c = hex::encode(Sha256::digest(config.as_bytes()));
+        let manifest = format!(r#"[{{"Config":"{c}.json","Layers":["a.tar.gz","b.tar.zst"]}}]"#);
+        let cn = format!("{c}.json");
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.tar");
+        let members: &[(&str, &[u8])] =
+            &[("manifest.json", manifest.as_bytes()), (&cn, config.as_bytes()), ("a.tar.gz", &gz), ("b.tar.zst", &zst)];
+        std::fs::write(&p, tar_of(members, &[])).unwrap();
+        let r = crate::image::ImageRef::DockerArchive { file: p.clone(), reference: None };
+        let img = crate::image::inspect(&r, Arch::X86_64).unwrap();
+        assert_eq!(img.defaults.cmd, ["/x"]);
+        let (mut tree, stats) = crate::image::flatten(&img).unwrap();
+        assert_eq!(stats.layers, 2);
+        assert!(tree.lookup("etc/hello").is_ok());
+
+        // A layer that is not what its diff_id says is refused, compressed or not.
+        let bad = config.replacen(&format!("sha256:{diff}"), &format!("sha256:{}", "0".repeat(64)), 1);
+        let c = hex::encode(Sha256::digest(bad.as_bytes()));
+        let manifest = format!(r#"[{{"Config":"{c}.json","Layers":["a.tar.gz","b.tar.zst"]}}]"#);
+        let cn = format!("{c}.json");
+        let members: &[(&str, &[u8])] =
+            &[("manifest.json", manifest.as_bytes()), (&cn, bad.as_bytes()), ("a.tar.gz", &gz), ("b.tar.zst", &zst)];
+        std::fs::write(&p, tar_of(members, &[])).unwrap();
+        let img = crate::image::inspect(&r, Arch::X86_64).unwrap();
+        let e = crate::image::flatten(&img).unwrap_err().to_string();
+        assert!(e.contains("a.tar.gz") && e.contains("rootfs.diff_ids"), "{e}");
+    }
 }
