@@ -45,19 +45,24 @@ fn check_disk(arch: Arch) {
             assert!(text(&o).contains(&format!("Filesystem volume name:   {}", p.name)), "{}", text(&o));
         }
     }
-    // The container's image tree is on keel-images.
+    // The container's tree is on keel-images, named after it, with every owner shifted into the
+    // container's id range (the plan's id_base): root-owned files of the image belong to id_base.
     let images = parts.iter().find(|p| p.name == "keel-images").unwrap();
     let f = tmp.path().join(format!("part{}", images.number));
-    let o = tool("debugfs", &["-R", "ls -p /", &f.to_string_lossy()]);
-    let listing = text(&o);
-    let tree = listing
-        .lines()
-        .filter_map(|l| l.split('/').nth(5))
-        .find(|n| n.len() == 16)
-        .unwrap_or_else(|| panic!("no image tree on keel-images:\n{listing}"))
-        .to_string();
-    let o = tool("debugfs", &["-R", &format!("stat /{tree}/bin/busybox"), &f.to_string_lossy()]);
-    assert!(text(&o).contains("Type: regular"), "busybox missing from the image tree:\n{}", text(&o));
+    let o = tool("debugfs", &["-R", "stat /hello/bin/busybox", &f.to_string_lossy()]);
+    let stat = text(&o);
+    assert!(stat.contains("Type: regular"), "busybox missing from the container tree:\n{stat}");
+    let plan = cpio_extract(&b.initrd, "etc/keel/plan");
+    let plan = keel_plan::Plan::from_bytes(plan.as_bytes()).expect("plan");
+    let base = plan.containers[0].id_base;
+    assert!(base >= keel_plan::ID_RANGE, "container id base {base} overlaps host ids");
+    assert!(stat.contains(&format!("User: {base:>5}")) || stat.contains(&format!("User: {base} ")), "{stat}");
+    assert!(stat.contains(&format!("Group: {base:>5}")) || stat.contains(&format!("Group: {base} ")), "{stat}");
+}
+
+/// One file out of the initramfs.
+fn cpio_extract(initrd: &std::path::Path, path: &str) -> String {
+    cpio_listing(initrd, &["-i", "--quiet", "--to-stdout", path])
 }
 
 /// `zstd -dc INITRD | cpio ARGS`, through duct's pipes.
@@ -80,13 +85,29 @@ fn check_initramfs(arch: Arch) {
     for entry in listing.lines() {
         let allowed = matches!(
             entry,
-            "dev" | "dev/console" | "etc" | "etc/keel" | "etc/keel/plan" | "init" | "lib" | "lib/modules"
+            "dev"
+                | "dev/console"
+                | "etc"
+                | "etc/keel"
+                | "etc/keel/plan"
+                | "etc/keel/seccomp"
+                | "etc/keel/seccomp/default"
+                | "init"
+                | "lib"
+                | "lib/modules"
         );
         let module = entry.starts_with("lib/modules/") && entry.ends_with(".ko");
         modules += usize::from(module);
         assert!(allowed || module, "unexpected initramfs entry `{entry}`:\n{listing}");
     }
-    for must in ["init", "etc/keel/plan", "dev/console", "lib/modules/virtio_blk.ko", "lib/modules/ext4.ko"] {
+    for must in [
+        "init",
+        "etc/keel/plan",
+        "etc/keel/seccomp/default",
+        "dev/console",
+        "lib/modules/virtio_blk.ko",
+        "lib/modules/ext4.ko",
+    ] {
         assert!(listing.lines().any(|l| l == must), "initramfs lacks {must}:\n{listing}");
     }
     assert!(modules >= 5, "only {modules} modules:\n{listing}");
