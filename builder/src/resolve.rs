@@ -396,10 +396,9 @@ mod tests {
     #[test]
     fn tmpfs_mount_points_are_real_directories() {
         let mut t = tree_with("", "");
-        t.dir_mut(&[]).unwrap().insert(
-            "link".into(),
-            Node { meta: Meta::root(0o777), kind: Kind::Symlink("/etc".into()) },
-        );
+        t.dir_mut(&[])
+            .unwrap()
+            .insert("link".into(), Node { meta: Meta::root(0o777), kind: Kind::Symlink("/etc".into()) });
         assert!(mount_point(&mut t, "/var/cache/app").is_ok());
         assert!(t.lookup("var/cache/app").is_ok());
         let e = mount_point(&mut t, "/link/x").unwrap_err();
