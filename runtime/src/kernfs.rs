@@ -31,14 +31,24 @@ const PROC_FLAGS: c_ulong = MS_NOSUID | MS_NODEV | MS_NOEXEC;
 const SYS_FLAGS: c_ulong = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
 
 /// `/proc`, `/sys` (and `/sys/fs/cgroup` if `cgroup`) under `root`, with the masks; device
-/// nodes for the masks come from `host_dev`.
+/// nodes for the masks come from `host_dev`. Masks of paths the running kernel lacks are left out.
 pub(crate) fn steps(root: &Path, host_dev: &Path, cgroup: bool) -> Result<Vec<Step>, RuntimeError> {
+    steps_for(root, host_dev, cgroup, &on_this_kernel)
+}
+
+/// [`steps`], with `present` saying which mask targets exist.
+fn steps_for(
+    root: &Path,
+    host_dev: &Path,
+    cgroup: bool,
+    present: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Step>, RuntimeError> {
     let under = |rel: &str| c_path(&root.join(rel));
     let mut steps = vec![mount("proc", under("proc")?, PROC_FLAGS)?];
     let null = c_path(&host_dev.join("null"))?;
-    let proc_masked = MASKED_DIRS.iter().filter(|d| d.starts_with("proc/"));
-    let sys_masked = MASKED_DIRS.iter().filter(|d| d.starts_with("sys/"));
-    for file in MASKED_FILES {
+    let proc_masked = MASKED_DIRS.iter().filter(|d| d.starts_with("proc/") && present(d));
+    let sys_masked = MASKED_DIRS.iter().filter(|d| d.starts_with("sys/") && present(d));
+    for file in MASKED_FILES.into_iter().filter(|f| present(f)) {
         steps.push(
             Step::new(
                 format!("mask /{file}"),
@@ -56,7 +66,7 @@ pub(crate) fn steps(root: &Path, host_dev: &Path, cgroup: bool) -> Result<Vec<St
     for dir in proc_masked {
         steps.push(mask_dir(dir, under(dir)?)?);
     }
-    for path in READ_ONLY {
+    for path in READ_ONLY.into_iter().filter(|p| present(p)) {
         let target = under(path)?;
         steps.push(
             Step::new(
@@ -98,6 +108,15 @@ pub(crate) fn steps(root: &Path, host_dev: &Path, cgroup: bool) -> Result<Vec<St
     Ok(steps)
 }
 
+/// Whether the running kernel has `rel` (`proc/…` or `sys/…`), judged from the caller's own
+/// /proc and /sys: a path it lacks needs no mask, which saves the container a failing mount. When
+/// the caller's /proc or /sys is not mounted (no `proc/self`, no `sys/kernel`), every path counts
+/// as present, and the step stays optional.
+fn on_this_kernel(rel: &str) -> bool {
+    let fs = if rel.starts_with("proc/") { "/proc/self" } else { "/sys/kernel" };
+    !Path::new(fs).exists() || Path::new("/").join(rel).exists()
+}
+
 fn mount(fstype: &str, target: std::ffi::CString, flags: c_ulong) -> Result<Step, RuntimeError> {
     let at = if fstype == "proc" { "/proc" } else { "/sys" };
     Ok(Step::new(
@@ -118,7 +137,7 @@ mod tests {
 
     fn record(cgroup: bool, fail_on: Option<(String, i32)>) -> (Vec<String>, Option<String>) {
         let plan = ChildPlan {
-            steps: steps(Path::new("/r"), Path::new("/dev"), cgroup).unwrap(),
+            steps: steps_for(Path::new("/r"), Path::new("/dev"), cgroup, &|_| true).unwrap(),
             exec: Exec::for_tests(&[], "exec"),
         };
         let mut r = Recorder { fail_on, ..Default::default() };
@@ -177,5 +196,14 @@ mod tests {
         assert_eq!(failed.as_deref(), Some("mount proc on /proc"), "proc itself is not optional");
         let (_, failed) = record(true, Some(("mount - /r/proc/sys ".into(), libc::EPERM)));
         assert_eq!(failed.as_deref(), Some("remount /proc/sys read-only"));
+    }
+
+    #[test]
+    fn masks_of_paths_the_kernel_lacks_are_left_out() {
+        let all = steps_for(Path::new("/r"), Path::new("/dev"), false, &|_| true).unwrap();
+        let some = steps_for(Path::new("/r"), Path::new("/dev"), false, &|p| p != "proc/timer_stats").unwrap();
+        assert_eq!(some.len() + 1, all.len());
+        assert!(!some.iter().any(|s| s.what.contains("timer_stats")));
+        assert!(some.iter().any(|s| s.what == "mask /proc/kcore"));
     }
 }

@@ -358,7 +358,7 @@ mod tests {
         for needle in [
             "/run/keel/images/abc/tmp tmpfs",
             "proc /run/keel/images/abc/proc",
-            "/dev/null /run/keel/images/abc/proc/kcore",
+            "/run/keel/images/abc/proc/sys /run/keel/images/abc/proc/sys",
             "sysfs /run/keel/images/abc/sys sysfs 0xf",
             "cgroup2 /run/keel/images/abc/sys/fs/cgroup",
             "devpts /run/keel/images/abc/dev/pts",
