@@ -93,13 +93,7 @@ pub fn bench() -> Result<(), String> {
         Subject { name: "/bin/true", how: How::Local(argv(&["/bin/true"])), times: Vec::new() },
         Subject {
             name: "keel-runtime, writable root",
-            how: How::Local(vec![
-                s(&keel_runtime),
-                "run".into(),
-                "--bundle".into(),
-                s(&writable),
-                "keel-bench".into(),
-            ]),
+            how: How::Local(vec![s(&keel_runtime), "run".into(), "--bundle".into(), s(&writable), "keel-bench".into()]),
             times: Vec::new(),
         },
     ];
