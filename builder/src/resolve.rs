@@ -189,7 +189,8 @@ pub fn seccomp_path(c: &ContainerConfig) -> Option<String> {
     match &c.isolation.seccomp {
         Seccomp::Default => Some(format!("{}/default", keel_plan::SECCOMP_DIR)),
         Seccomp::Unconfined => None,
-        Seccomp::Profile { .. } => Some(format!("{}/{}", keel_plan::SECCOMP_DIR, c.name)),
+        // Never `default`: a container may be named that.
+        Seccomp::Profile { .. } => Some(format!("{}/profile-{}", keel_plan::SECCOMP_DIR, c.name)),
     }
 }
 
@@ -203,6 +204,10 @@ pub fn materialize(
     mut progress: impl FnMut(usize, &str),
 ) -> Result<Materialized, ConfigErrors> {
     let mut seccomp: Vec<(String, Vec<u8>)> = Vec::new();
+    if resolved.len() > ID_SLOTS as usize {
+        let msg = format!("at most {ID_SLOTS} containers (one user-namespace id range each)");
+        return Err(ConfigErrors(vec![config.locator().at(&(0..0), "container", msg)]));
+    }
     let mut images: Vec<(String, Tree)> = Vec::new();
     let mut trees = Vec::new();
     let mut containers = Vec::new();
@@ -417,5 +422,25 @@ mod tests {
         assert_eq!(clamp_owners(&mut t.root), 1);
         let n = t.lookup("big").unwrap();
         assert_eq!((n.meta.uid, n.meta.gid), (65_534, 5));
+    }
+}
+
+#[cfg(test)]
+mod seccomp_paths {
+    use super::*;
+
+    #[test]
+    fn a_container_named_default_cannot_take_the_default_filter_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.toml"), "syscalls = [\"execve\"]\n").unwrap();
+        let src = "version = 1\nname = \"x\"\n[kernel]\npackage.x86_64 = { path = \"k\", sha256 = \"\
+                   0000000000000000000000000000000000000000000000000000000000000000\" }\n\
+                   [[container]]\nname = \"default\"\nimage = \"dir:r\"\nseccomp = \"p.toml\"\n\
+                   [[container]]\nname = \"web\"\nimage = \"dir:r\"\n";
+        let config = Config::parse(&dir.path().join("c.toml"), src.to_string()).unwrap();
+        let own = seccomp_path(&config.containers[0]).unwrap();
+        let default = seccomp_path(&config.containers[1]).unwrap();
+        assert_ne!(own, default);
+        assert_eq!(default, format!("{}/default", keel_plan::SECCOMP_DIR));
     }
 }

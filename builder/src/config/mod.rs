@@ -462,11 +462,12 @@ impl Validator<'_> {
         let key = |f: &str| format!("container[{index}].{f}");
         let isolation = self.isolation(index, &c);
         let name = c.name.get_ref().clone();
-        if !valid_name(&name) {
+        // No `.`: the name is also a cgroup directory next to interface files such as `cgroup.procs`.
+        if !valid_name(&name) || name.contains('.') {
             self.err(
                 &c.name.span(),
                 key("name"),
-                format!("`{name}` is not a valid container name (lower-case letters, digits, `-`, `_`, `.`)"),
+                format!("`{name}` is not a valid container name (lower-case letters, digits, `-`, `_`; at most 63)"),
             );
         }
         if c.image.get_ref().trim().is_empty() {
