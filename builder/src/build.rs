@@ -87,6 +87,11 @@ pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Re
     let mut wanted: Vec<Wanted> = kernel::BASE_MODULES
         .iter()
         .map(|m| Wanted { name: m.to_string(), by: "keel".into(), required: *m != "virtio_mmio" })
+        .chain(kernel::power_button_modules(arch).iter().map(|m| Wanted {
+            name: m.to_string(),
+            by: "keel (power button)".into(),
+            required: false,
+        }))
         .collect();
     for (m, span) in &config.kernel.modules {
         if !kernel.modules.contains_key(m) && !kernel.builtin.contains(m) {
@@ -138,6 +143,7 @@ pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Re
             .map(|m| keel_plan::Module { name: m.clone(), path: format!("/lib/modules/{m}.ko") })
             .collect(),
         disk_timeout_ms: u64::try_from(config.host.disk_timeout.as_millis()).unwrap_or(u64::MAX),
+        shutdown_grace_ms: u64::try_from(config.host.shutdown_grace.as_millis()).unwrap_or(u64::MAX),
         containers: plan_containers,
     };
     let plan_bytes = plan.to_bytes();

@@ -7,8 +7,6 @@ use keel_plan::OnExit;
 
 use crate::shutdown::{self, Action};
 
-/// How long containers get to exit after SIGTERM.
-pub const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long to wait for them after SIGKILL before shutting down anyway.
 pub const KILL_GRACE: Duration = Duration::from_secs(5);
 
@@ -45,14 +43,22 @@ enum Phase {
 #[derive(Debug)]
 pub struct Lifecycle {
     on_exit: OnExit,
+    /// How long containers get to exit after SIGTERM.
+    grace: Duration,
     running: usize,
     phase: Phase,
 }
 
 impl Lifecycle {
-    /// No container yet; `on_exit` decides what happens when all have exited.
-    pub fn new(on_exit: OnExit) -> Lifecycle {
-        Lifecycle { on_exit, running: 0, phase: Phase::Supervising }
+    /// No container yet; `on_exit` decides what happens when all have exited; on a stop,
+    /// containers get `grace` between SIGTERM and SIGKILL.
+    pub fn new(on_exit: OnExit, grace: Duration) -> Lifecycle {
+        Lifecycle { on_exit, grace, running: 0, phase: Phase::Supervising }
+    }
+
+    /// How long containers get between SIGTERM and SIGKILL.
+    pub fn grace(&self) -> Duration {
+        self.grace
     }
 
     /// A container started.
@@ -72,10 +78,14 @@ impl Lifecycle {
 
     /// A signal arrived at `now`.
     pub fn signal(&mut self, sig: libc::c_int, now: Instant) -> Option<Command> {
-        let action = shutdown_for_signal(sig)?;
+        self.stop(shutdown_for_signal(sig)?, now)
+    }
+
+    /// A graceful stop ending in `action` was asked for at `now` (a signal, the power button).
+    pub fn stop(&mut self, action: Action, now: Instant) -> Option<Command> {
         match self.phase {
             Phase::Supervising => {
-                self.phase = Phase::Stopping { action, deadline: now + STOP_GRACE, killed: false };
+                self.phase = Phase::Stopping { action, deadline: now + self.grace, killed: false };
                 (self.running > 0).then_some(Command::Terminate)
             }
             // Already stopping: the first request stands.
@@ -128,8 +138,10 @@ impl Lifecycle {
 mod tests {
     use super::*;
 
+    const STOP_GRACE: Duration = Duration::from_millis(3_500);
+
     fn with(on_exit: OnExit, running: usize) -> Lifecycle {
-        let mut l = Lifecycle::new(on_exit);
+        let mut l = Lifecycle::new(on_exit, STOP_GRACE);
         (0..running).for_each(|_| l.started());
         l
     }
@@ -199,6 +211,19 @@ mod tests {
         // The signal's action wins over on_exit.
         assert_eq!(l.finished(), Some(Action::Poweroff));
         assert_eq!(l.tick(t0 + STOP_GRACE), None);
+    }
+
+    #[test]
+    fn the_power_button_stops_like_sigterm() {
+        let t0 = Instant::now();
+        let mut l = with(OnExit::Reboot, 1);
+        assert_eq!(l.grace(), STOP_GRACE);
+        assert_eq!(l.stop(Action::Poweroff, t0), Some(Command::Terminate));
+        assert_eq!(l.stop(Action::Reboot, t0), None, "the first request stands");
+        assert_eq!(l.tick(t0 + STOP_GRACE - Duration::from_millis(1)), None);
+        assert_eq!(l.tick(t0 + STOP_GRACE), Some(Command::Kill));
+        l.exited();
+        assert_eq!(l.finished(), Some(Action::Poweroff));
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod mounts;
 mod namespaces;
 mod oom;
 mod output;
+mod power;
 mod shutdown;
 mod supervisor;
 mod sys;
@@ -112,7 +113,18 @@ fn start(plan: &Plan, signals: io::Result<OwnedFd>) -> anyhow::Result<Action> {
         cgroups: Some(cgroups),
         scratch: Path::new(keel_runtime::SCRATCH),
     };
-    let mut supervisor = Supervisor::new(signals, plan.on_exit);
+    let (buttons, problems) = power::open_buttons(Path::new(power::SYS_INPUT), Path::new(power::DEV_INPUT));
+    for p in problems {
+        console::say(format_args!("power button: {p}"));
+    }
+    if buttons.is_empty() {
+        console::say("no power button found: only signals to PID 1 stop the machine gracefully");
+    } else {
+        let names: Vec<String> = buttons.iter().map(|b| format!("{} ({})", b.node, b.name)).collect();
+        console::say(format_args!("power button: {}", names.join(", ")));
+    }
+    let grace = Duration::from_millis(plan.shutdown_grace_ms);
+    let mut supervisor = Supervisor::new(signals, buttons, plan.on_exit, grace);
     for c in &plan.containers {
         match keel_runtime::spawn(c, &host) {
             Ok(running) => {

@@ -1,7 +1,8 @@
 //! The event loop: container output to the console, every child reaped, shutdown signals obeyed.
 //!
-//! One `poll` over a signalfd (SIGCHLD and the shutdown signals, blocked) and each container's
-//! stdout and stderr pipes. Decisions are [`Lifecycle`]'s; this module does the I/O.
+//! One `poll` over a signalfd (SIGCHLD and the shutdown signals, blocked), the power buttons'
+//! input devices and each container's stdout and stderr pipes. Decisions are [`Lifecycle`]'s;
+//! this module does the I/O.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -13,9 +14,10 @@ use keel_plan::OnExit;
 use keel_runtime::{signal_name, ExitStatus, Running};
 
 use crate::console;
-use crate::lifecycle::{Command, Lifecycle, STOP_GRACE};
+use crate::lifecycle::{Command, Lifecycle};
 use crate::oom::{self, OomWatch};
 use crate::output::{self, Lines};
+use crate::power::Button;
 use crate::shutdown::Action;
 use crate::sys::{self, Reaped};
 use crate::timeline::{self, Event};
@@ -118,14 +120,17 @@ impl Tracked {
 pub struct Supervisor {
     containers: Vec<Tracked>,
     signals: OwnedFd,
+    buttons: Vec<Button>,
     life: Lifecycle,
     said_idle: bool,
 }
 
 impl Supervisor {
-    /// `signals` is the signalfd for SIGCHLD and the shutdown signals.
-    pub fn new(signals: OwnedFd, on_exit: OnExit) -> Supervisor {
-        Supervisor { containers: Vec::new(), signals, life: Lifecycle::new(on_exit), said_idle: false }
+    /// `signals` is the signalfd for SIGCHLD and the shutdown signals; a press on one of
+    /// `buttons` stops gracefully and powers off; containers get `grace` between SIGTERM and
+    /// SIGKILL.
+    pub fn new(signals: OwnedFd, buttons: Vec<Button>, on_exit: OnExit, grace: Duration) -> Supervisor {
+        Supervisor { containers: Vec::new(), signals, buttons, life: Lifecycle::new(on_exit, grace), said_idle: false }
     }
 
     /// Take over a started container.
@@ -172,6 +177,12 @@ impl Supervisor {
 
     fn wait_and_handle(&mut self) {
         let mut fds = vec![libc::pollfd { fd: self.signals.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        fds.extend(self.buttons.iter().map(|b| libc::pollfd {
+            fd: b.file.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }));
+        let first_stream = fds.len();
         let mut owners = Vec::new();
         for (ci, c) in self.containers.iter().enumerate() {
             for (si, s) in c.streams.iter().enumerate() {
@@ -195,15 +206,47 @@ impl Supervisor {
                 return;
             }
         }
-        for (pfd, (ci, si)) in fds.iter().skip(1).zip(owners) {
+        for (pfd, (ci, si)) in fds.iter().skip(first_stream).zip(owners) {
             if pfd.revents != 0 {
                 if let Some(c) = self.containers.get_mut(ci) {
                     c.pump(si, CHUNKS_PER_WAKEUP, &mut ConsoleSink);
                 }
             }
         }
+        let ready: Vec<usize> =
+            (0..self.buttons.len()).filter(|&i| fds.get(1 + i).is_some_and(|p| p.revents != 0)).collect();
+        if !ready.is_empty() {
+            self.handle_buttons(&ready);
+        }
         if fds.first().is_some_and(|p| p.revents != 0) {
             self.handle_signals();
+        }
+    }
+
+    /// Read the power buttons at `ready` (indices); a press stops gracefully and powers off.
+    fn handle_buttons(&mut self, ready: &[usize]) {
+        let mut pressed = false;
+        let mut gone = Vec::new();
+        for &i in ready {
+            let Some(b) = self.buttons.get_mut(i) else { continue };
+            match b.pressed() {
+                Ok(p) => pressed |= p,
+                Err(e) => {
+                    console::say(format_args!("power button {} ({}): {e}; no longer watched", b.node, b.name));
+                    gone.push(i);
+                }
+            }
+        }
+        for i in gone.into_iter().rev() {
+            self.buttons.remove(i);
+        }
+        if pressed {
+            if let Some(command) = self.life.stop(Action::Poweroff, Instant::now()) {
+                console::say("power button pressed: stopping containers");
+                self.execute(command);
+            } else {
+                console::say("power button pressed: shutting down");
+            }
         }
     }
 
@@ -271,7 +314,8 @@ impl Supervisor {
     fn execute(&mut self, command: Command) {
         let sig = match command {
             Command::Terminate => {
-                console::say(format_args!("sending SIGTERM to containers, SIGKILL in {} s", STOP_GRACE.as_secs()));
+                let grace = self.life.grace();
+                console::say(format_args!("sending SIGTERM to containers, SIGKILL in {}", seconds(grace)));
                 libc::SIGTERM
             }
             Command::Kill => {
@@ -279,7 +323,8 @@ impl Supervisor {
                 libc::SIGKILL
             }
         };
-        for c in &self.containers {
+        // Last started, first stopped.
+        for c in self.containers.iter().rev() {
             if let Some(pid) = c.pid {
                 if let Err(e) = sys::kill(pid, sig) {
                     console::say(format_args!("signal container {}: {e}", c.name));
@@ -289,10 +334,26 @@ impl Supervisor {
     }
 }
 
+/// `3 s`, `1.5 s`.
+fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} s", format!("{:.3}", d.as_secs_f64()).trim_end_matches('0'))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn grace_in_seconds() {
+        assert_eq!(seconds(Duration::from_secs(10)), "10 s");
+        assert_eq!(seconds(Duration::from_millis(1500)), "1.5 s");
+        assert_eq!(seconds(Duration::from_millis(250)), "0.25 s");
+    }
     use std::os::unix::net::UnixStream;
 
     #[derive(Default)]

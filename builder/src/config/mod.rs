@@ -30,6 +30,9 @@ pub const DEFAULT_DATA_SIZE: u64 = 64 << 20;
 /// Default bound on waiting for the disk at boot.
 pub const DEFAULT_DISK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Default time containers get between SIGTERM and SIGKILL on a graceful stop.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// A validated config.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -101,6 +104,8 @@ pub struct HostConfig {
     pub on_failure: OnFailure,
     /// How long init waits for the disk.
     pub disk_timeout: Duration,
+    /// On a graceful stop, how long containers get between SIGTERM and SIGKILL.
+    pub shutdown_grace: Duration,
 }
 
 /// One `[[container]]`.
@@ -455,7 +460,14 @@ impl Validator<'_> {
                 DEFAULT_DISK_TIMEOUT
             }),
         };
-        HostConfig { hostname, on_exit, on_failure, disk_timeout }
+        let shutdown_grace = match &h.shutdown_grace {
+            None => DEFAULT_SHUTDOWN_GRACE,
+            Some(s) => units::parse_duration(s.get_ref()).unwrap_or_else(|e| {
+                self.err(&s.span(), "host.shutdown-grace", e);
+                DEFAULT_SHUTDOWN_GRACE
+            }),
+        };
+        HostConfig { hostname, on_exit, on_failure, disk_timeout, shutdown_grace }
     }
 
     fn container(&mut self, index: usize, c: RawContainer, span: Range<usize>) -> ContainerConfig {

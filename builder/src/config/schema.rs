@@ -59,6 +59,8 @@ pub struct RawHost {
     pub on_failure: Option<Spanned<String>>,
     #[serde(default)]
     pub disk_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub shutdown_grace: Option<Spanned<String>>,
 }
 
 /// `[disk]`.

@@ -72,6 +72,17 @@ fn every_problem_is_reported() {
 }
 
 #[test]
+fn shutdown_grace_defaults_and_parses() {
+    assert_eq!(parse(GOOD).unwrap().host.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+    let c =
+        parse(&GOOD.replace("on-exit = \"poweroff\"", "on-exit = \"poweroff\"\nshutdown-grace = \"1500ms\"")).unwrap();
+    assert_eq!(c.host.shutdown_grace, Duration::from_millis(1500));
+    let d = first_error(&GOOD.replace("on-exit = \"poweroff\"", "on-exit = \"poweroff\"\nshutdown-grace = \"soon\""));
+    assert_eq!(d.key, "host.shutdown-grace");
+    assert_eq!(d.line, 11);
+}
+
+#[test]
 fn bad_size() {
     let d = first_error(&format!("{GOOD}\n[disk]\ndata-size = \"12XB\"\n"));
     assert_eq!(d.key, "disk.data-size");

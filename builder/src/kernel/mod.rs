@@ -19,6 +19,20 @@ pub use closure::{closure, Wanted};
 pub const BASE_MODULES: &[&str] =
     &["virtio_pci", "virtio_mmio", "virtio_blk", "crc32c_generic", "ext4", "overlay", "virtio_rng"];
 
+/// Modules that turn the machine's power button into input events keel-init reads (`evdev`
+/// makes `/dev/input/event*`): the ACPI button driver on x86_64 (QEMU's `system_powerdown` is an
+/// ACPI power button press; Debian builds it as a module there). On aarch64 Debian builds the
+/// ACPI button driver in, and it serves the `virt` machine's power key when the firmware passes
+/// ACPI tables (UEFI does); gpio-keys serves the same key when the machine is described by a
+/// device tree (a PL061 GPIO line). Optional: a kernel without them still boots, only the power
+/// button does nothing.
+pub fn power_button_modules(arch: Arch) -> &'static [&'static str] {
+    match arch {
+        Arch::X86_64 => &["evdev", "button"],
+        Arch::Aarch64 => &["evdev", "gpio_keys"],
+    }
+}
+
 /// Problems with a kernel package.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {

@@ -148,6 +148,8 @@ pub struct Plan {
     pub modules: Vec<Module>,
     /// How long to wait for the partitions to appear, in milliseconds.
     pub disk_timeout_ms: u64,
+    /// On a graceful stop, how long containers get between SIGTERM and SIGKILL, in milliseconds.
+    pub shutdown_grace_ms: u64,
     /// Containers, in start order.
     pub containers: Vec<Container>,
 }
@@ -286,6 +288,7 @@ mod tests {
             on_failure: OnFailure::Poweroff,
             modules: vec![Module { name: "virtio_blk".into(), path: "/lib/modules/virtio_blk.ko".into() }],
             disk_timeout_ms: 10_000,
+            shutdown_grace_ms: 10_000,
             containers: vec![Container {
                 name: "hello".into(),
                 rootfs: "abc".into(),
