@@ -268,6 +268,7 @@ pub fn materialize(
             read_only: iso.read_only,
             tmpfs: iso.tmpfs.clone(),
             nofile: iso.nofile,
+            restart: r.config.restart,
         });
         trees.push(Rootfs { dir: r.config.name.clone(), tree, id_base });
     }

@@ -46,6 +46,8 @@ pub struct Lifecycle {
     /// How long containers get to exit after SIGTERM.
     grace: Duration,
     running: usize,
+    /// Containers that exited and wait for a restart.
+    waiting: usize,
     phase: Phase,
 }
 
@@ -53,7 +55,7 @@ impl Lifecycle {
     /// No container yet; `on_exit` decides what happens when all have exited; on a stop,
     /// containers get `grace` between SIGTERM and SIGKILL.
     pub fn new(on_exit: OnExit, grace: Duration) -> Lifecycle {
-        Lifecycle { on_exit, grace, running: 0, phase: Phase::Supervising }
+        Lifecycle { on_exit, grace, running: 0, waiting: 0, phase: Phase::Supervising }
     }
 
     /// How long containers get between SIGTERM and SIGKILL.
@@ -71,9 +73,25 @@ impl Lifecycle {
         self.running = self.running.saturating_sub(1);
     }
 
-    /// No container runs and the plan says to wait.
+    /// Exited containers may be started again: the machine is not stopping.
+    pub fn may_restart(&self) -> bool {
+        self.phase == Phase::Supervising
+    }
+
+    /// An exited container will be started again later (see [`Lifecycle::may_restart`]).
+    pub fn restart_scheduled(&mut self) {
+        self.waiting += 1;
+    }
+
+    /// A scheduled restart is due: the container is no longer waiting (call
+    /// [`Lifecycle::started`] if it did start).
+    pub fn restart_due(&mut self) {
+        self.waiting = self.waiting.saturating_sub(1);
+    }
+
+    /// No container runs or waits for a restart, and the plan says to wait.
     pub fn idle(&self) -> bool {
-        self.running == 0 && self.phase == Phase::Supervising && self.on_exit == OnExit::Wait
+        self.running == 0 && self.waiting == 0 && self.phase == Phase::Supervising && self.on_exit == OnExit::Wait
     }
 
     /// A signal arrived at `now`.
@@ -85,6 +103,8 @@ impl Lifecycle {
     pub fn stop(&mut self, action: Action, now: Instant) -> Option<Command> {
         match self.phase {
             Phase::Supervising => {
+                // Pending restarts are dropped: the supervisor stops restarting (may_restart).
+                self.waiting = 0;
                 self.phase = Phase::Stopping { action, deadline: now + self.grace, killed: false };
                 (self.running > 0).then_some(Command::Terminate)
             }
@@ -123,7 +143,7 @@ impl Lifecycle {
         match self.phase {
             Phase::GaveUp(action) => Some(action),
             Phase::Stopping { action, .. } if self.running == 0 => Some(action),
-            Phase::Supervising if self.running == 0 => shutdown::after_all_exited(self.on_exit),
+            Phase::Supervising if self.running == 0 && self.waiting == 0 => shutdown::after_all_exited(self.on_exit),
             _ => None,
         }
     }
@@ -223,6 +243,46 @@ mod tests {
         assert_eq!(l.tick(t0 + STOP_GRACE - Duration::from_millis(1)), None);
         assert_eq!(l.tick(t0 + STOP_GRACE), Some(Command::Kill));
         l.exited();
+        assert_eq!(l.finished(), Some(Action::Poweroff));
+    }
+
+    #[test]
+    fn a_pending_restart_keeps_the_machine_up() {
+        let mut l = with(OnExit::Poweroff, 1);
+        l.exited();
+        l.restart_scheduled();
+        assert!(l.may_restart());
+        assert_eq!(l.finished(), None, "a container waits for its restart");
+        l.restart_due();
+        l.started();
+        assert_eq!(l.finished(), None);
+        l.exited();
+        assert_eq!(l.finished(), Some(Action::Poweroff));
+
+        let mut l = with(OnExit::Wait, 1);
+        l.exited();
+        l.restart_scheduled();
+        assert!(!l.idle(), "not idle while a restart is pending");
+        l.restart_due();
+        assert!(l.idle(), "the restart failed to start");
+    }
+
+    #[test]
+    fn a_stop_drops_pending_restarts() {
+        let t0 = Instant::now();
+        let mut l = with(OnExit::Wait, 2);
+        l.exited();
+        l.restart_scheduled();
+        assert_eq!(l.stop(Action::Poweroff, t0), Some(Command::Terminate));
+        assert!(!l.may_restart());
+        assert_eq!(l.finished(), None, "one container still runs");
+        l.exited();
+        assert_eq!(l.finished(), Some(Action::Poweroff), "the pending restart does not hold the stop");
+
+        let mut l = with(OnExit::Wait, 1);
+        l.exited();
+        l.restart_scheduled();
+        assert_eq!(l.signal(libc::SIGTERM, t0), None, "nothing runs: nothing to terminate");
         assert_eq!(l.finished(), Some(Action::Poweroff));
     }
 

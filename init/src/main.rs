@@ -2,8 +2,8 @@
 //!
 //! Boot: console, timeline, plan, modules opened, off the initramfs onto a tmpfs root, /proc /sys
 //! /dev /run /sys/fs/cgroup, modules loaded, keel partitions found and mounted, host name,
-//! containers started through keel-runtime; then supervision until the machine is done, and
-//! shutdown. A fatal boot error prints `keel: fatal: <reason>` and shuts down per the plan's
+//! containers started through keel-runtime; then supervision (restarting exited containers per
+//! their policy) until the machine is done, and shutdown. A fatal boot error prints `keel: fatal: <reason>` and shuts down per the plan's
 //! `on_failure`. PID 1 never exits and never panics: a panic is caught and powers off.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
@@ -17,6 +17,7 @@ mod namespaces;
 mod oom;
 mod output;
 mod power;
+mod restart;
 mod shutdown;
 mod supervisor;
 mod sys;
@@ -124,7 +125,7 @@ fn start(plan: &Plan, signals: io::Result<OwnedFd>) -> anyhow::Result<Action> {
         console::say(format_args!("power button: {}", names.join(", ")));
     }
     let grace = Duration::from_millis(plan.shutdown_grace_ms);
-    let mut supervisor = Supervisor::new(signals, buttons, plan.on_exit, grace);
+    let mut supervisor = Supervisor::new(host, signals, buttons, plan.on_exit, grace);
     for c in &plan.containers {
         match keel_runtime::spawn(c, &host) {
             Ok(running) => {

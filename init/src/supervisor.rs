@@ -1,8 +1,9 @@
-//! The event loop: container output to the console, every child reaped, shutdown signals obeyed.
+//! The event loop: container output to the console, every child reaped, exited containers
+//! restarted per their policy, shutdown signals obeyed.
 //!
 //! One `poll` over a signalfd (SIGCHLD and the shutdown signals, blocked), the power buttons'
-//! input devices and each container's stdout and stderr pipes. Decisions are [`Lifecycle`]'s;
-//! this module does the I/O.
+//! input devices and each container's stdout and stderr pipes, waking for the next deadline (a
+//! stop's, a restart's). Decisions are [`Lifecycle`]'s and [`restart`]'s; this module does the I/O.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -11,13 +12,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use keel_plan::OnExit;
-use keel_runtime::{signal_name, ExitStatus, Running};
+use keel_runtime::{signal_name, ExitStatus, Host, Running};
 
 use crate::console;
 use crate::lifecycle::{Command, Lifecycle};
 use crate::oom::{self, OomWatch};
 use crate::output::{self, Lines};
 use crate::power::Button;
+use crate::restart::{self, Backoff};
 use crate::shutdown::Action;
 use crate::sys::{self, Reaped};
 use crate::timeline::{self, Event};
@@ -70,6 +72,13 @@ struct Tracked {
     streams: [Option<Stream>; 2],
     spoke: bool,
     oom: OomWatch,
+    /// What it was started from, to start it again.
+    plan: keel_plan::Container,
+    /// When its current (or last) run started.
+    started: Instant,
+    backoff: Backoff,
+    /// When it is to be started again, after it exited.
+    restart_at: Option<Instant>,
 }
 
 impl Tracked {
@@ -117,7 +126,8 @@ impl Tracked {
 
 /// Supervises the started containers until the machine is done.
 #[derive(Debug)]
-pub struct Supervisor {
+pub struct Supervisor<'a> {
+    host: Host<'a>,
     containers: Vec<Tracked>,
     signals: OwnedFd,
     buttons: Vec<Button>,
@@ -125,31 +135,40 @@ pub struct Supervisor {
     said_idle: bool,
 }
 
-impl Supervisor {
+impl<'a> Supervisor<'a> {
     /// `signals` is the signalfd for SIGCHLD and the shutdown signals; a press on one of
     /// `buttons` stops gracefully and powers off; containers get `grace` between SIGTERM and
-    /// SIGKILL.
-    pub fn new(signals: OwnedFd, buttons: Vec<Button>, on_exit: OnExit, grace: Duration) -> Supervisor {
-        Supervisor { containers: Vec::new(), signals, buttons, life: Lifecycle::new(on_exit, grace), said_idle: false }
+    /// SIGKILL; restarts are started on `host`.
+    pub fn new(
+        host: Host<'a>,
+        signals: OwnedFd,
+        buttons: Vec<Button>,
+        on_exit: OnExit,
+        grace: Duration,
+    ) -> Supervisor<'a> {
+        Supervisor {
+            host,
+            containers: Vec::new(),
+            signals,
+            buttons,
+            life: Lifecycle::new(on_exit, grace),
+            said_idle: false,
+        }
     }
 
     /// Take over a started container.
     pub fn add(&mut self, container: &keel_plan::Container, running: Running) {
         let name = container.name.as_str();
-        let stream = |fd: OwnedFd| match Stream::new(fd) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                // A blocking pipe could hang PID 1: drop it (the container's writes then fail, EPIPE/SIGPIPE).
-                console::say(format_args!("make the output pipe of {name} non-blocking: {e}; dropping its output"));
-                None
-            }
-        };
         self.containers.push(Tracked {
             name: name.to_string(),
             pid: Some(running.pid),
-            streams: [stream(running.stdout), stream(running.stderr)],
+            streams: streams(name, running),
             spoke: false,
             oom: OomWatch::new(name, container.limits.memory_max),
+            plan: container.clone(),
+            started: Instant::now(),
+            backoff: Backoff::default(),
+            restart_at: None,
         });
         self.life.started();
     }
@@ -172,6 +191,7 @@ impl Supervisor {
             if let Some(command) = self.life.tick(Instant::now()) {
                 self.execute(command);
             }
+            self.restart_due(Instant::now());
         }
     }
 
@@ -192,10 +212,16 @@ impl Supervisor {
                 }
             }
         }
-        // While containers run, wake at least once per oom::INTERVAL to read their OOM counters.
-        let mut timeout = self.life.timeout(Instant::now());
+        // While containers run, wake at least once per oom::INTERVAL to read their OOM counters;
+        // wake for the next restart.
+        let now = Instant::now();
+        let mut timeout = self.life.timeout(now);
+        let mut wake = |t: Duration| timeout = Some(timeout.map_or(t, |old| old.min(t)));
         if self.containers.iter().any(|c| c.pid.is_some()) {
-            timeout = Some(timeout.map_or(oom::INTERVAL, |t| t.min(oom::INTERVAL)));
+            wake(oom::INTERVAL);
+        }
+        if let Some(next) = self.containers.iter().filter_map(|c| c.restart_at).min() {
+            wake(next.saturating_duration_since(now));
         }
         match sys::poll(&mut fds, timeout) {
             Ok(_) => {}
@@ -300,6 +326,42 @@ impl Supervisor {
         console::say(format_args!("container {} {status}", c.name));
         timeline::mark(Event::ContainerExit(&c.name, status));
         self.life.exited();
+        if self.life.may_restart() && restart::wanted(c.plan.restart, status) {
+            schedule(c, Instant::now());
+            self.life.restart_scheduled();
+        }
+    }
+
+    /// Start again the containers whose restart is due at `now`; drop pending restarts if the
+    /// machine is stopping.
+    fn restart_due(&mut self, now: Instant) {
+        let may = self.life.may_restart();
+        for c in self.containers.iter_mut() {
+            match c.restart_at {
+                Some(at) if !may || at <= now => c.restart_at = None,
+                _ => continue,
+            }
+            if !may {
+                continue; // Lifecycle dropped its count when the stop began.
+            }
+            self.life.restart_due();
+            match keel_runtime::spawn(&c.plan, &self.host) {
+                Ok(running) => {
+                    timeline::mark(Event::ContainerStart(&c.name));
+                    c.pid = Some(running.pid);
+                    c.streams = streams(&c.name, running);
+                    c.started = Instant::now();
+                    self.life.started();
+                }
+                Err(e) => {
+                    console::say(format_args!("container {} failed to restart: {}", c.name, console::chain(&e)));
+                    // Like a run that failed at once: try again, later.
+                    c.started = now;
+                    schedule(c, Instant::now());
+                    self.life.restart_scheduled();
+                }
+            }
+        }
     }
 
     /// Report OOM kills in running containers (those of exited ones are read at exit).
@@ -332,6 +394,30 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// Set `c` to start again after its backoff delay, saying so (and if it is crash-looping).
+fn schedule(c: &mut Tracked, now: Instant) {
+    let s = c.backoff.schedule(c.started, now);
+    if let Some((restarts, within)) = s.crash_loop {
+        let whole = Duration::from_secs(within.as_secs_f64().round() as u64);
+        console::say(format_args!("container {} is crash-looping: {restarts} restarts in {}", c.name, seconds(whole)));
+    }
+    console::say(format_args!("container {} restarting in {} (restart {})", c.name, seconds(s.delay), s.count));
+    c.restart_at = Some(now + s.delay);
+}
+
+/// The output pipes of a started container, non-blocking.
+fn streams(name: &str, running: Running) -> [Option<Stream>; 2] {
+    let stream = |fd: OwnedFd| match Stream::new(fd) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            // A blocking pipe could hang PID 1: drop it (the container's writes then fail, EPIPE/SIGPIPE).
+            console::say(format_args!("make the output pipe of {name} non-blocking: {e}; dropping its output"));
+            None
+        }
+    };
+    [stream(running.stdout), stream(running.stderr)]
 }
 
 /// `3 s`, `1.5 s`.
@@ -381,6 +467,27 @@ mod tests {
             streams: [Some(Stream::new(out_r.into()).unwrap()), Some(Stream::new(err_r.into()).unwrap())],
             spoke: false,
             oom: OomWatch::new("web", None),
+            plan: keel_plan::Container {
+                name: "web".into(),
+                rootfs: "web".into(),
+                args: vec!["/bin/true".into()],
+                env: vec![],
+                cwd: "/".into(),
+                hostname: "web".into(),
+                uid: 0,
+                gid: 0,
+                id_base: 65_536,
+                limits: keel_plan::Limits::default(),
+                capabilities: vec![],
+                seccomp: None,
+                read_only: true,
+                tmpfs: vec![],
+                nofile: keel_plan::Rlimit { soft: 1024, hard: 4096 },
+                restart: keel_plan::Restart::OnFailure,
+            },
+            started: Instant::now(),
+            backoff: Backoff::default(),
+            restart_at: None,
         };
         (t, out_w, err_w)
     }

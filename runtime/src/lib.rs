@@ -301,6 +301,7 @@ mod tests {
             read_only: false,
             tmpfs: vec![],
             nofile: keel_plan::Rlimit { soft: 1024, hard: 4096 },
+            restart: keel_plan::Restart::No,
         }
     }
 

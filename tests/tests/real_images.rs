@@ -53,7 +53,8 @@ fn formats(arch: Arch) -> Vec<(&'static str, String)> {
 fn write_config(dir: &Path, name: &str, containers: &[(&str, String)]) -> PathBuf {
     let mut c = format!("version = 1\nname = \"{name}\"\n\n{}cmdline = \"quiet\"\n", kernel_toml());
     for (n, image) in containers {
-        c.push_str(&format!("\n[[container]]\nname = \"{n}\"\nimage = \"{image}\"\n"));
+        // A failing container must fail the test, not restart until the timeout.
+        c.push_str(&format!("\n[[container]]\nname = \"{n}\"\nimage = \"{image}\"\nrestart = \"no\"\n"));
     }
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, c).unwrap();

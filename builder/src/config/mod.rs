@@ -14,7 +14,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use keel_plan::{Arch, OnExit, OnFailure};
+use keel_plan::{Arch, OnExit, OnFailure, Restart};
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
@@ -131,6 +131,8 @@ pub struct ContainerConfig {
     pub hostname: String,
     /// Limits, capabilities, seccomp, root filesystem: see [`isolation`].
     pub isolation: isolation::Isolation,
+    /// When keel-init starts it again after it exits.
+    pub restart: Restart,
     /// Span of the whole table, for errors about it as a whole.
     pub span: Range<usize>,
 }
@@ -517,9 +519,26 @@ impl Validator<'_> {
                 h.into_inner()
             }
         };
+        let restart = match &c.restart {
+            None => Restart::OnFailure,
+            Some(s) => match s.get_ref().as_str() {
+                "no" => Restart::No,
+                "on-failure" => Restart::OnFailure,
+                "always" => Restart::Always,
+                other => {
+                    self.err(
+                        &s.span(),
+                        key("restart"),
+                        format!("unknown value `{other}` (expected no, on-failure or always)"),
+                    );
+                    Restart::OnFailure
+                }
+            },
+        };
         ContainerConfig {
             index,
             isolation,
+            restart,
             name,
             image: c.image.get_ref().clone(),
             image_span: c.image.span(),

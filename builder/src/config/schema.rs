@@ -103,6 +103,8 @@ pub struct RawContainer {
     pub read_only: Option<Spanned<bool>>,
     #[serde(default)]
     pub tmpfs: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub restart: Option<Spanned<String>>,
 }
 
 /// A number that may be written as an integer, a float, or a string such as `"max"`.

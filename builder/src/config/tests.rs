@@ -151,3 +151,16 @@ fn bad_isolation_values_are_located() {
         assert_eq!(d.line, 17, "{keys}: {d}");
     }
 }
+
+#[test]
+fn restart_defaults_to_on_failure_and_parses() {
+    assert_eq!(parse(GOOD).unwrap().containers[0].restart, Restart::OnFailure);
+    for (value, want) in [("no", Restart::No), ("on-failure", Restart::OnFailure), ("always", Restart::Always)] {
+        let c = parse(&with_container_keys(&format!("restart = \"{value}\""))).unwrap();
+        assert_eq!(c.containers[0].restart, want, "{value}");
+    }
+    let d = first_error(&with_container_keys("restart = \"sometimes\""));
+    assert_eq!(d.key, "container[0].restart");
+    assert!(d.message.contains("expected no, on-failure or always"), "{d}");
+    assert_eq!(d.line, 17);
+}

@@ -387,6 +387,8 @@ impl Spec {
             read_only: self.root.readonly,
             tmpfs,
             nofile: nofile(&p.rlimits)?,
+            // The OCI caller (containerd, podman) owns restarts.
+            restart: keel_plan::Restart::No,
         })
     }
 }

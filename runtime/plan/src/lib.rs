@@ -128,6 +128,19 @@ pub enum OnFailure {
     Reboot,
 }
 
+/// Whether keel-init starts a container again after its first process exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    /// Never: an exited container stays down.
+    No,
+    /// After a non-zero exit status or death by a signal.
+    #[default]
+    OnFailure,
+    /// After any exit.
+    Always,
+}
+
 /// The whole plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -200,6 +213,8 @@ pub struct Container {
     pub tmpfs: Vec<String>,
     /// RLIMIT_NOFILE.
     pub nofile: Rlimit,
+    /// When to start it again after it exits (with a growing delay).
+    pub restart: Restart,
 }
 
 /// A container's cgroup v2 limits. `None` leaves the controller's default (`max`).
@@ -305,6 +320,7 @@ mod tests {
                 read_only: true,
                 tmpfs: vec!["/tmp".into()],
                 nofile: Rlimit { soft: 1024, hard: 524_288 },
+                restart: Restart::OnFailure,
             }],
         }
     }
@@ -313,6 +329,16 @@ mod tests {
     fn round_trips() {
         let p = sample();
         assert_eq!(Plan::from_bytes(&p.to_bytes()).unwrap(), p);
+    }
+
+    #[test]
+    fn restart_is_kebab_case() {
+        let mut p = sample();
+        p.containers[0].restart = Restart::No;
+        let text = String::from_utf8(p.to_bytes()).unwrap();
+        assert!(text.contains("\"restart\": \"no\""), "{text}");
+        let text = text.replace("\"restart\": \"no\"", "\"restart\": \"on-failure\"");
+        assert_eq!(Plan::from_bytes(text.as_bytes()).unwrap().containers[0].restart, Restart::OnFailure);
     }
 
     #[test]

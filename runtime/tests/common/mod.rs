@@ -127,6 +127,7 @@ pub fn container(args: &[&str]) -> Container {
         read_only: true,
         tmpfs: vec!["/tmp".into(), "/run".into()],
         nofile: keel_plan::Rlimit { soft: 1024, hard: 4096 },
+        restart: keel_plan::Restart::No,
     }
 }
 
