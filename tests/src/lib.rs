@@ -171,3 +171,39 @@ pub fn debugfs(fs: &Path, request: &str) -> (String, String) {
     let o = tool("debugfs", &["-R", request, &fs.to_string_lossy()]);
     (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
+
+/// A QEMU config that boots `img` through UEFI under TCG (never KVM in tests).
+pub fn tcg_disk(arch: Arch, img: &Path) -> keel_qemu::VmConfig {
+    let qarch: keel_qemu::Arch = arch.name().parse().expect("keel-qemu knows every keel arch");
+    let mut cfg = keel_qemu::VmConfig::new(qarch, keel_qemu::Boot::Disk(img.to_path_buf()));
+    cfg.accel = keel_qemu::Accel::Tcg;
+    cfg
+}
+
+/// The example busybox image (made by `make setup`), as an absolute `image` value.
+pub fn busybox_image() -> String {
+    format!("oci:{}/.cache/oci/busybox:hello", root().display())
+}
+
+/// Wait until `done` holds for the console lines so far; kill QEMU and fail the test, naming
+/// `what`, if it exits first or `timeout` passes.
+pub fn wait_until(
+    vm: &mut keel_qemu::Vm,
+    what: &str,
+    timeout: std::time::Duration,
+    arch: Arch,
+    done: impl Fn(&[keel_qemu::Line]) -> bool,
+) {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if done(&vm.lines()) {
+            return;
+        }
+        let exited = vm.try_status().expect("check on QEMU");
+        if exited.is_some() || std::time::Instant::now() >= deadline {
+            vm.kill();
+            panic!("{arch}: no {what} (QEMU status {exited:?}):\n{}", vm.console());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

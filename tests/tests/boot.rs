@@ -5,16 +5,13 @@
 use std::time::Duration;
 
 use keel_plan::Arch;
-use keel_qemu::{Accel, Boot, VmConfig};
 use keel_tests::hello;
 
 const GREETING: &str = "Hello from keel!";
 
 fn boot_hello(arch: Arch) {
     let b = hello(arch);
-    let qarch: keel_qemu::Arch = arch.name().parse().expect("keel-qemu knows every keel arch");
-    let mut cfg = VmConfig::new(qarch, Boot::Disk(b.img.clone()));
-    cfg.accel = Accel::Tcg;
+    let cfg = keel_tests::tcg_disk(arch, &b.img);
     let outcome = keel_qemu::run_to_exit(&cfg, Duration::from_secs(300)).expect("boot");
     let console = &outcome.console;
     let greeting = outcome

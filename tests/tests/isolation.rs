@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use keel_plan::Arch;
-use keel_qemu::{Accel, Boot, RunOutcome, VmConfig};
+use keel_qemu::RunOutcome;
 use keel_tests::build;
 
 /// Checks the probe must report as `ok` (a probe that skips one fails the test).
@@ -57,9 +57,7 @@ const REQUIRED_CHECKS: &[&str] = &[
 fn boot(config: &str, arch: Arch, timeout: Duration) -> RunOutcome {
     let name = config.trim_start_matches("configs/").trim_end_matches(".toml");
     let b = build(config, arch, &format!("{name}-{arch}-{}", std::process::id()));
-    let qarch: keel_qemu::Arch = arch.name().parse().expect("keel-qemu knows every keel arch");
-    let mut cfg = VmConfig::new(qarch, Boot::Disk(b.img.clone()));
-    cfg.accel = Accel::Tcg;
+    let cfg = keel_tests::tcg_disk(arch, &b.img);
     let outcome = keel_qemu::run_to_exit(&cfg, timeout).expect("boot");
     let _ = std::fs::remove_dir_all(&b.dir);
     outcome

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use keel_builder::image::{self, tree::Kind, tree::Node, ImageRef};
 use keel_plan::Arch;
-use keel_qemu::{Accel, Boot, VmConfig};
 use keel_tests::{build, keel, kernel_toml, root, text};
 use sha2::{Digest, Sha256};
 
@@ -185,9 +184,7 @@ fn boot_real_images(arch: Arch) {
     let name = format!("realimages{}", deb_arch(arch));
     let cfg = write_config(dir.path(), &name, &containers);
     let b = build(&cfg.to_string_lossy(), arch, &format!("{name}-{}", std::process::id()));
-    let qarch: keel_qemu::Arch = arch.name().parse().expect("keel-qemu knows every keel arch");
-    let mut vm = VmConfig::new(qarch, Boot::Disk(b.img.clone()));
-    vm.accel = Accel::Tcg;
+    let vm = keel_tests::tcg_disk(arch, &b.img);
     let outcome = keel_qemu::run_to_exit(&vm, Duration::from_secs(400)).expect("boot");
     let _ = std::fs::remove_dir_all(&b.dir);
     let console = &outcome.console;

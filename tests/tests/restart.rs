@@ -7,18 +7,17 @@
 //! `system_powerdown`): the pending restart is dropped and the machine powers off cleanly.
 
 use std::path::{Path, PathBuf};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use keel_plan::{Arch, TIMELINE_PREFIX};
-use keel_qemu::{Accel, Boot, Line, Vm, VmConfig, POWER_DOWN_LINE};
-use keel_tests::{build, kernel_toml, root};
+use keel_qemu::{Line, Vm, POWER_DOWN_LINE};
+use keel_tests::{build, busybox_image, kernel_toml, tcg_disk, wait_until};
 
 /// Starts of crashy to see before stopping the machine.
 const STARTS: usize = 4;
 
 fn write_config(dir: &Path) -> PathBuf {
-    let image = format!("oci:{}/.cache/oci/busybox:hello", root().display());
+    let image = busybox_image();
     let mut c = format!("version = 1\nname = \"restart\"\n\n{}cmdline = \"quiet\"\n", kernel_toml());
     c.push_str("\n[host]\non-exit = \"poweroff\"\nshutdown-grace = \"3s\"\n");
     for (name, script, restart) in [("crashy", "echo start; exit 3", "on-failure"), ("once", "echo once; exit 4", "no")]
@@ -31,22 +30,6 @@ fn write_config(dir: &Path) -> PathBuf {
     let path = dir.join("restart.toml");
     std::fs::write(&path, c).unwrap();
     path
-}
-
-/// Wait until `done` holds for the console lines.
-fn wait_until(vm: &mut Vm, what: &str, timeout: Duration, arch: Arch, done: impl Fn(&[Line]) -> bool) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done(&vm.lines()) {
-            return;
-        }
-        let exited = vm.try_status().expect("check on QEMU");
-        if exited.is_some() || Instant::now() >= deadline {
-            vm.kill();
-            panic!("{arch}: no {what} (QEMU status {exited:?}):\n{}", vm.console());
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn starts(lines: &[Line]) -> Vec<&Line> {
@@ -71,9 +54,7 @@ fn crashy_restarts_with_backoff(arch: Arch) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path());
     let b = build(&cfg.to_string_lossy(), arch, &format!("restart-{arch}-{}", std::process::id()));
-    let qarch: keel_qemu::Arch = arch.name().parse().expect("keel-qemu knows every keel arch");
-    let mut vm_cfg = VmConfig::new(qarch, Boot::Disk(b.img.clone()));
-    vm_cfg.accel = Accel::Tcg;
+    let vm_cfg = tcg_disk(arch, &b.img);
     let mut vm = Vm::start(&vm_cfg).expect("start QEMU");
     wait_until(&mut vm, "crash loop", Duration::from_secs(400), arch, |lines| {
         starts(lines).len() >= STARTS

@@ -7,12 +7,11 @@
 //! carries on, so it must be killed by SIGKILL, and not before the 3 s grace has passed.
 
 use std::path::{Path, PathBuf};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use keel_plan::Arch;
-use keel_qemu::{Accel, Boot, Line, Vm, VmConfig, POWER_DOWN_LINE};
-use keel_tests::{build, kernel_toml, root};
+use keel_qemu::{Line, Vm, POWER_DOWN_LINE};
+use keel_tests::{build, busybox_image, kernel_toml, tcg_disk, wait_until};
 
 /// The grace period the config asks for.
 const GRACE: Duration = Duration::from_secs(3);
@@ -23,7 +22,7 @@ const POLITE: &str = r#"trap "echo got SIGTERM; exit 0" TERM; echo ready; while 
 const STUBBORN: &str = r#"trap "echo ignoring SIGTERM" TERM; echo ready; while true; do sleep 1; done"#;
 
 fn write_config(dir: &Path) -> PathBuf {
-    let image = format!("oci:{}/.cache/oci/busybox:hello", root().display());
+    let image = busybox_image();
     let mut c = format!("version = 1\nname = \"shutdown\"\n\n{}cmdline = \"quiet\"\n", kernel_toml());
     c.push_str(&format!("\n[host]\nshutdown-grace = \"{}s\"\n", GRACE.as_secs()));
     for (name, script) in [("polite", POLITE), ("stubborn", STUBBORN)] {
@@ -38,19 +37,8 @@ fn write_config(dir: &Path) -> PathBuf {
 
 /// Wait until every one of `patterns` is on some console line (in any order).
 fn wait_all(vm: &mut Vm, patterns: &[&str], timeout: Duration, arch: Arch) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let lines = vm.lines();
-        if patterns.iter().all(|p| lines.iter().any(|l| l.text.contains(p))) {
-            return;
-        }
-        let exited = vm.try_status().expect("check on QEMU");
-        if exited.is_some() || Instant::now() >= deadline {
-            vm.kill();
-            panic!("{arch}: not all of {patterns:?} appeared (QEMU status {exited:?}):\n{}", vm.console());
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
+    let what = format!("all of {patterns:?}");
+    wait_until(vm, &what, timeout, arch, |lines| patterns.iter().all(|p| lines.iter().any(|l| l.text.contains(p))));
 }
 
 /// The first console line containing `pattern`.
@@ -65,9 +53,7 @@ fn power_button_stops_gracefully(arch: Arch) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path());
     let b = build(&cfg.to_string_lossy(), arch, &format!("shutdown-{arch}-{}", std::process::id()));
-    let qarch: keel_qemu::Arch = arch.name().parse().expect("keel-qemu knows every keel arch");
-    let mut vm_cfg = VmConfig::new(qarch, Boot::Disk(b.img.clone()));
-    vm_cfg.accel = Accel::Tcg;
+    let vm_cfg = tcg_disk(arch, &b.img);
     let mut vm = Vm::start(&vm_cfg).expect("start QEMU");
     wait_all(&mut vm, &["polite| ready", "stubborn| ready"], Duration::from_secs(300), arch);
     let console = vm.console();
