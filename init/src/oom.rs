@@ -1,9 +1,10 @@
 //! OOM kills, reported by container name: the kernel counts them in the container cgroup's
-//! `memory.events` (`oom_kill N`). keel-init reads the count when a container exits and once a
-//! second while it runs, and says so on the console when it grew.
+//! `memory.events` (read through keel-runtime's [`Cgroup::oom_kills`]). keel-init looks when a
+//! container exits and once a second while it runs, and says so on the console when the count grew.
 
-use std::path::PathBuf;
 use std::time::Duration;
+
+use keel_runtime::Cgroup;
 
 /// How often running containers' counters are read.
 pub const INTERVAL: Duration = Duration::from_secs(1);
@@ -11,30 +12,29 @@ pub const INTERVAL: Duration = Duration::from_secs(1);
 /// The OOM-kill counter of one container.
 #[derive(Debug)]
 pub struct OomWatch {
-    events: PathBuf,
+    cgroup: Option<Cgroup>,
     seen: u64,
     limit: Option<u64>,
 }
 
 impl OomWatch {
-    /// Watch the cgroup `CGROUP_ROOT/<name>`, whose memory.max is `limit`.
-    pub fn new(name: &str, limit: Option<u64>) -> OomWatch {
-        OomWatch { events: PathBuf::from(keel_plan::CGROUP_ROOT).join(name).join("memory.events"), seen: 0, limit }
+    /// Watch `cgroup` (none: nothing to report), whose memory.max is `limit`.
+    pub fn new(cgroup: Option<Cgroup>, limit: Option<u64>) -> OomWatch {
+        OomWatch { cgroup, seen: 0, limit }
     }
 
     /// A console message if processes were OOM-killed since the last call.
     pub fn check(&mut self, name: &str) -> Option<String> {
-        let text = std::fs::read_to_string(&self.events).ok()?;
-        let now = oom_kills(&text)?;
+        let now = self.cgroup.as_ref()?.oom_kills().ok()?;
+        self.observe(name, now)
+    }
+
+    /// The message for a count of `now` kills since the cgroup was made (restarts included).
+    fn observe(&mut self, name: &str, now: u64) -> Option<String> {
         let new = now.checked_sub(self.seen).filter(|n| *n > 0)?;
         self.seen = now;
         Some(message(name, new, self.limit))
     }
-}
-
-/// The `oom_kill` count of a `memory.events` file.
-pub fn oom_kills(events: &str) -> Option<u64> {
-    events.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|n| n.trim().parse().ok())
 }
 
 fn message(name: &str, killed: u64, limit: Option<u64>) -> String {
@@ -52,27 +52,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_are_read_from_memory_events() {
-        let text = "low 0\nhigh 0\nmax 12\noom 2\noom_kill 2\noom_group_kill 0\n";
-        assert_eq!(oom_kills(text), Some(2));
-        assert_eq!(oom_kills("low 0\n"), None);
-    }
-
-    #[test]
     fn only_new_kills_are_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        let events = dir.path().join("memory.events");
-        let mut w = OomWatch { events: events.clone(), seen: 0, limit: Some(32 << 20) };
-        assert_eq!(w.check("hog"), None, "no file yet");
-        std::fs::write(&events, "oom 0\noom_kill 0\n").unwrap();
-        assert_eq!(w.check("hog"), None);
-        std::fs::write(&events, "oom 1\noom_kill 1\n").unwrap();
+        let mut w = OomWatch::new(None, Some(32 << 20));
+        assert_eq!(w.check("hog"), None, "no cgroup, nothing to read");
+        assert_eq!(w.observe("hog", 0), None);
         assert_eq!(
-            w.check("hog").as_deref(),
+            w.observe("hog", 1).as_deref(),
             Some("container hog: out of memory: the kernel killed 1 process (memory.max 32 MiB)")
         );
-        assert_eq!(w.check("hog"), None, "reported once");
-        std::fs::write(&events, "oom 3\noom_kill 3\n").unwrap();
-        assert!(w.check("hog").unwrap().contains("killed 2 processes"));
+        assert_eq!(w.observe("hog", 1), None, "reported once");
+        assert!(w.observe("hog", 3).unwrap().contains("killed 2 processes"));
     }
 }

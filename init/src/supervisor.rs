@@ -159,12 +159,13 @@ impl<'a> Supervisor<'a> {
     /// Take over a started container.
     pub fn add(&mut self, container: &keel_plan::Container, running: Running) {
         let name = container.name.as_str();
+        let oom = OomWatch::new(running.cgroup.clone(), container.limits.memory_max);
         self.containers.push(Tracked {
             name: name.to_string(),
             pid: Some(running.pid),
             streams: streams(name, running),
             spoke: false,
-            oom: OomWatch::new(name, container.limits.memory_max),
+            oom,
             plan: container.clone(),
             started: Instant::now(),
             backoff: Backoff::default(),
@@ -466,7 +467,7 @@ mod tests {
             pid: Some(42),
             streams: [Some(Stream::new(out_r.into()).unwrap()), Some(Stream::new(err_r.into()).unwrap())],
             spoke: false,
-            oom: OomWatch::new("web", None),
+            oom: OomWatch::new(None, None),
             plan: keel_plan::Container {
                 name: "web".into(),
                 rootfs: "web".into(),
