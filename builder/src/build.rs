@@ -144,6 +144,8 @@ pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Re
             .collect(),
         disk_timeout_ms: u64::try_from(config.host.disk_timeout.as_millis()).unwrap_or(u64::MAX),
         shutdown_grace_ms: u64::try_from(config.host.shutdown_grace.as_millis()).unwrap_or(u64::MAX),
+        volumes: vec![],
+        logs: keel_plan::Logs::default(),
         containers: plan_containers,
     };
     let plan_bytes = plan.to_bytes();

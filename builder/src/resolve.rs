@@ -269,6 +269,10 @@ pub fn materialize(
             tmpfs: iso.tmpfs.clone(),
             nofile: iso.nofile,
             restart: r.config.restart,
+            restart_delay: keel_plan::RestartDelay::default(),
+            depends_on: vec![],
+            health: None,
+            volumes: vec![],
         });
         trees.push(Rootfs { dir: r.config.name.clone(), tree, id_base });
     }

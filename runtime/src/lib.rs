@@ -302,6 +302,10 @@ mod tests {
             tmpfs: vec![],
             nofile: keel_plan::Rlimit { soft: 1024, hard: 4096 },
             restart: keel_plan::Restart::No,
+            restart_delay: keel_plan::RestartDelay::default(),
+            depends_on: vec![],
+            health: None,
+            volumes: vec![],
         }
     }
 

@@ -389,6 +389,10 @@ impl Spec {
             nofile: nofile(&p.rlimits)?,
             // The OCI caller (containerd, podman) owns restarts.
             restart: keel_plan::Restart::No,
+            restart_delay: keel_plan::RestartDelay::default(),
+            depends_on: vec![],
+            health: None,
+            volumes: vec![],
         })
     }
 }

@@ -163,6 +163,12 @@ pub struct Plan {
     pub disk_timeout_ms: u64,
     /// On a graceful stop, how long containers get between SIGTERM and SIGKILL, in milliseconds.
     pub shutdown_grace_ms: u64,
+    /// Persistent volumes on keel-data, created at boot when missing.
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
+    /// Container log files on keel-data.
+    #[serde(default)]
+    pub logs: Logs,
     /// Containers, in start order.
     pub containers: Vec<Container>,
 }
@@ -215,6 +221,96 @@ pub struct Container {
     pub nofile: Rlimit,
     /// When to start it again after it exits (with a growing delay).
     pub restart: Restart,
+    /// The backoff of restarts: first delay, doubled up to the max.
+    #[serde(default)]
+    pub restart_delay: RestartDelay,
+    /// Containers that must be running (healthy, when they have a health check) before this
+    /// one starts; stopped after it.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// Its health check, run inside its namespaces.
+    #[serde(default)]
+    pub health: Option<Health>,
+    /// Volumes mounted into it.
+    #[serde(default)]
+    pub volumes: Vec<VolumeMount>,
+}
+
+/// Backoff delays of a container's restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartDelay {
+    /// The delay before the first restart of a streak.
+    pub first_ms: u64,
+    /// The delay never grows beyond this.
+    pub max_ms: u64,
+}
+
+impl Default for RestartDelay {
+    fn default() -> RestartDelay {
+        RestartDelay { first_ms: 1_000, max_ms: 30_000 }
+    }
+}
+
+/// A health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    pub check: HealthCheck,
+    /// Between the end of one check and the start of the next.
+    pub interval_ms: u64,
+    /// A check running longer is killed and counts as failed.
+    pub timeout_ms: u64,
+    /// This many consecutive failures make the container unhealthy.
+    pub retries: u32,
+    /// Failures within this long after a start do not count.
+    pub start_period_ms: u64,
+}
+
+/// What a health check does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum HealthCheck {
+    /// Run this command inside the container (as its user, with its env); exit 0 is healthy.
+    Cmd(Vec<String>),
+    /// Connect to this TCP port on 127.0.0.1 in the container's network namespace.
+    Tcp(u16),
+}
+
+/// A persistent volume: a directory `volumes/NAME` on keel-data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Volume {
+    pub name: String,
+    /// Owner of its top directory as the containers see it (container ids, unshifted).
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A volume mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeMount {
+    /// The volume's name.
+    pub volume: String,
+    /// Absolute path inside the container.
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// Container log files: `logs/NAME.log` on keel-data, rotated to `NAME.log.1` … when they reach
+/// `max_bytes`, keeping `files` files in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Logs {
+    pub max_bytes: u64,
+    pub files: u32,
+}
+
+impl Default for Logs {
+    fn default() -> Logs {
+        Logs { max_bytes: 1 << 20, files: 4 }
+    }
 }
 
 /// A container's cgroup v2 limits. `None` leaves the controller's default (`max`).
@@ -304,6 +400,8 @@ mod tests {
             modules: vec![Module { name: "virtio_blk".into(), path: "/lib/modules/virtio_blk.ko".into() }],
             disk_timeout_ms: 10_000,
             shutdown_grace_ms: 10_000,
+            volumes: vec![Volume { name: "db".into(), uid: 999, gid: 999 }],
+            logs: Logs::default(),
             containers: vec![Container {
                 name: "hello".into(),
                 rootfs: "abc".into(),
@@ -321,6 +419,16 @@ mod tests {
                 tmpfs: vec!["/tmp".into()],
                 nofile: Rlimit { soft: 1024, hard: 524_288 },
                 restart: Restart::OnFailure,
+                restart_delay: RestartDelay::default(),
+                depends_on: vec!["db".into()],
+                health: Some(Health {
+                    check: HealthCheck::Cmd(vec!["/bin/true".into()]),
+                    interval_ms: 5_000,
+                    timeout_ms: 1_000,
+                    retries: 3,
+                    start_period_ms: 0,
+                }),
+                volumes: vec![VolumeMount { volume: "db".into(), target: "/data".into(), read_only: false }],
             }],
         }
     }

@@ -128,6 +128,10 @@ pub fn container(args: &[&str]) -> Container {
         tmpfs: vec!["/tmp".into(), "/run".into()],
         nofile: keel_plan::Rlimit { soft: 1024, hard: 4096 },
         restart: keel_plan::Restart::No,
+        restart_delay: keel_plan::RestartDelay::default(),
+        depends_on: vec![],
+        health: None,
+        volumes: vec![],
     }
 }
 
