@@ -86,7 +86,11 @@ pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Re
     drop(deb);
     let mut wanted: Vec<Wanted> = kernel::BASE_MODULES
         .iter()
-        .map(|m| Wanted { name: m.to_string(), by: "keel".into(), required: *m != "virtio_mmio" })
+        .map(|m| Wanted {
+            name: m.to_string(),
+            by: "keel".into(),
+            required: !kernel::OPTIONAL_BASE_MODULES.contains(m),
+        })
         .chain(kernel::power_button_modules(arch).iter().map(|m| Wanted {
             name: m.to_string(),
             by: "keel (power button)".into(),
@@ -110,7 +114,7 @@ pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Re
 
     // Images, flattened.
     let step = Step::start("images", Some(containers.len() as u64));
-    let resolve::Materialized { trees, images, containers: plan_containers, stats, owners_clamped, seccomp } =
+    let resolve::Materialized { trees, images, containers: plan_containers, stats, owners_clamped, seccomp, volumes } =
         resolve::materialize(config, arch, &containers, |i, name| {
             step.set_pos(i as u64);
             step.message(name.to_string());
@@ -144,8 +148,8 @@ pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Re
             .collect(),
         disk_timeout_ms: u64::try_from(config.host.disk_timeout.as_millis()).unwrap_or(u64::MAX),
         shutdown_grace_ms: u64::try_from(config.host.shutdown_grace.as_millis()).unwrap_or(u64::MAX),
-        volumes: vec![],
-        logs: keel_plan::Logs::default(),
+        volumes,
+        logs: config.host.logs,
         containers: plan_containers,
     };
     let plan_bytes = plan.to_bytes();

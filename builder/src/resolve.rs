@@ -182,6 +182,8 @@ pub struct Materialized {
     pub owners_clamped: u64,
     /// Compiled seccomp filters: (absolute path in the initramfs, file bytes), each path once.
     pub seccomp: Vec<(String, Vec<u8>)>,
+    /// The plan's volumes, each with its owner settled.
+    pub volumes: Vec<keel_plan::Volume>,
 }
 
 /// Where the seccomp filter of a container lives in the initramfs.
@@ -213,6 +215,8 @@ pub fn materialize(
     let mut containers = Vec::new();
     let mut stats = image::FlattenStats::default();
     let mut owners_clamped = 0;
+    // Each container's (uid, gid), for the volumes' default owners.
+    let mut ids: Vec<(u32, u32)> = Vec::new();
     let bases = id_bases(resolved.iter().map(|r| r.config.name.as_str()));
     for ((i, r), id_base) in resolved.iter().enumerate().zip(bases) {
         progress(i, &r.config.name);
@@ -237,8 +241,15 @@ pub fn materialize(
             ));
         }
         for path in &r.config.isolation.tmpfs {
-            mount_point(&mut tree, path).map_err(|e| fail("tmpfs", e))?;
+            mount_point(&mut tree, "tmpfs", path).map_err(|e| fail("tmpfs", e))?;
         }
+        // Volume targets too: the root is read-only, so a missing one is added to the tree.
+        for (j, m) in r.config.volumes.iter().enumerate() {
+            mount_point(&mut tree, &format!("volume `{}` target", m.volume), &m.target).map_err(|e| {
+                ConfigErrors(vec![config.locator().at(&m.span, r.config.key(&format!("volumes[{j}]")), e)])
+            })?;
+        }
+        ids.push((uid, gid));
         owners_clamped += clamp_owners(&mut tree.root);
         let iso = &r.config.isolation;
         let filter = seccomp_path(&r.config);
@@ -269,27 +280,29 @@ pub fn materialize(
             tmpfs: iso.tmpfs.clone(),
             nofile: iso.nofile,
             restart: r.config.restart,
-            restart_delay: keel_plan::RestartDelay::default(),
-            depends_on: vec![],
-            health: None,
-            volumes: vec![],
+            restart_delay: r.config.restart_delay,
+            depends_on: r.config.depends_on.iter().map(|(n, _)| n.clone()).collect(),
+            health: r.config.health.clone(),
+            volumes: r.config.volumes.iter().map(|m| m.plan()).collect(),
         });
         trees.push(Rootfs { dir: r.config.name.clone(), tree, id_base });
     }
-    Ok(Materialized { trees, images: images.len(), containers, stats, owners_clamped, seccomp })
+    let users = resolved.iter().map(|r| r.config.volumes.as_slice()).zip(ids.iter().copied());
+    let volumes = crate::config::volumes::plan_volumes(&config.volumes, users);
+    Ok(Materialized { trees, images: images.len(), containers, stats, owners_clamped, seccomp, volumes })
 }
 
 /// Make `path` a directory in `tree` that the runtime can mount on: every component a real
 /// directory (created if missing), none a symlink, since the kernel would follow a symlink in a
-/// mount target before the container's root is in place.
-fn mount_point(tree: &mut Tree, path: &str) -> Result<(), String> {
-    let comps = image::tree::components(path).map_err(|e| format!("tmpfs `{path}`: {e}"))?;
+/// mount target before the container's root is in place. `what` names the mount in errors.
+fn mount_point(tree: &mut Tree, what: &str, path: &str) -> Result<(), String> {
+    let comps = image::tree::components(path).map_err(|e| format!("{what} `{path}`: {e}"))?;
     let real = tree
         .resolve_dir(&comps, Some(image::tree::Meta::root(0o755)))
-        .map_err(|e| format!("tmpfs `{path}` cannot be a mount point in the image: {e}"))?;
+        .map_err(|e| format!("{what} `{path}` cannot be a mount point in the image: {e}"))?;
     if real != comps {
         return Err(format!(
-            "tmpfs `{path}` goes through a symlink in the image (to /{}): list the real directory instead",
+            "{what} `{path}` goes through a symlink in the image (to /{}): list the real directory instead",
             real.join("/")
         ));
     }
@@ -409,11 +422,11 @@ mod tests {
         t.dir_mut(&[])
             .unwrap()
             .insert("link".into(), Node { meta: Meta::root(0o777), kind: Kind::Symlink("/etc".into()) });
-        assert!(mount_point(&mut t, "/var/cache/app").is_ok());
+        assert!(mount_point(&mut t, "tmpfs", "/var/cache/app").is_ok());
         assert!(t.lookup("var/cache/app").is_ok());
-        let e = mount_point(&mut t, "/link/x").unwrap_err();
+        let e = mount_point(&mut t, "tmpfs", "/link/x").unwrap_err();
         assert!(e.contains("symlink"), "{e}");
-        let e = mount_point(&mut t, "/etc/passwd").unwrap_err();
+        let e = mount_point(&mut t, "tmpfs", "/etc/passwd").unwrap_err();
         assert!(e.contains("mount point"), "{e}");
     }
 

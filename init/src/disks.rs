@@ -99,12 +99,21 @@ pub fn wait_for(sys_block: &Path, dev: &Path, labels: &[&str], timeout: Duration
     }
 }
 
-/// Wait (at most `timeout`) for the keel partitions and mount them.
-pub fn mount(timeout: Duration) -> anyhow::Result<()> {
+/// Wait (at most `timeout`) for the keel partitions; their nodes in [`PARTITIONS`] order.
+pub fn find(timeout: Duration) -> anyhow::Result<Vec<PathBuf>> {
     let labels = PARTITIONS.map(|p| p.label);
-    let nodes = wait_for(Path::new(SYS_BLOCK), Path::new(DEV), &labels, timeout).map_err(|missing| {
+    wait_for(Path::new(SYS_BLOCK), Path::new(DEV), &labels, timeout).map_err(|missing| {
         anyhow::anyhow!("partitions not found within {} ms: {}", timeout.as_millis(), missing.join(", "))
-    })?;
+    })
+}
+
+/// The node of the partition `label` among `nodes` (from [`find`]).
+pub fn node<'a>(nodes: &'a [PathBuf], label: &str) -> Option<&'a Path> {
+    PARTITIONS.iter().zip(nodes).find(|(p, _)| p.label == label).map(|(_, n)| n.as_path())
+}
+
+/// Mount the keel partitions `nodes` (from [`find`]).
+pub fn mount(nodes: &[PathBuf]) -> anyhow::Result<()> {
     for (p, node) in PARTITIONS.iter().zip(nodes) {
         let target = Path::new(p.mount);
         fs::create_dir_all(target).with_context(|| format!("create {}", p.mount))?;
@@ -198,6 +207,14 @@ mod tests {
         let t = fake(&[("sda2", "DEVNAME=sda2\nPARTNAME=keel-images\n", true), ("vda2", VDA2, true)]);
         let found = scan(&t.path().join("sys"), &t.path().join("dev"));
         assert_eq!(found.get(IMAGES_LABEL), Some(&t.path().join("dev").join("sda2")));
+    }
+
+    #[test]
+    fn nodes_by_label() {
+        let nodes = [PathBuf::from("/dev/vda2"), PathBuf::from("/dev/vda3")];
+        assert_eq!(node(&nodes, DATA_LABEL), Some(Path::new("/dev/vda3")));
+        assert_eq!(node(&nodes, IMAGES_LABEL), Some(Path::new("/dev/vda2")));
+        assert_eq!(node(&nodes[..1], DATA_LABEL), None);
     }
 
     #[test]

@@ -20,23 +20,72 @@ pub fn shutdown_for_signal(sig: libc::c_int) -> Option<Action> {
     }
 }
 
-/// What the supervisor must do to the running containers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
-    /// SIGTERM each.
-    Terminate,
-    /// SIGKILL each.
-    Kill,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Containers run; when all have exited, `on_exit` decides.
     Supervising,
-    /// A shutdown was asked for: waiting for containers until `deadline`.
-    Stopping { action: Action, deadline: Instant, killed: bool },
+    /// A shutdown was asked for: containers are being stopped ([`stop_step`]).
+    Stopping(Action),
     /// Shutting down even though containers may still run.
     GaveUp(Action),
+}
+
+/// One container, as a stop sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StopView {
+    /// Its first process still runs.
+    pub running: bool,
+    /// Indices of the containers it depends on.
+    pub deps: Vec<usize>,
+    /// When it was sent SIGTERM.
+    pub term_at: Option<Instant>,
+    /// When it was sent SIGKILL.
+    pub kill_at: Option<Instant>,
+}
+
+/// A signal for container `.0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Send {
+    /// SIGTERM: nothing running depends on it any more.
+    Term(usize),
+    /// SIGKILL: its grace after SIGTERM is over.
+    Kill(usize),
+}
+
+/// What a stop does at `now`: SIGTERM to each running container that no running container depends
+/// on (so dependents stop first, in reverse dependency order), SIGKILL to each still running
+/// `grace` after its SIGTERM. `true` in the second place: a container outlived its SIGKILL by
+/// [`KILL_GRACE`], so the stop gives up waiting.
+pub fn stop_step(containers: &[StopView], grace: Duration, now: Instant) -> (Vec<Send>, bool) {
+    let mut out = Vec::new();
+    let mut give_up = false;
+    for (i, c) in containers.iter().enumerate().filter(|(_, c)| c.running) {
+        match (c.term_at, c.kill_at) {
+            (None, _) => {
+                let needed = containers.iter().any(|d| d.running && d.deps.contains(&i));
+                if !needed {
+                    out.push(Send::Term(i));
+                }
+            }
+            (Some(t), None) if now >= t + grace => out.push(Send::Kill(i)),
+            (Some(_), Some(k)) if now >= k + KILL_GRACE => give_up = true,
+            _ => {}
+        }
+    }
+    (out, give_up)
+}
+
+/// When [`stop_step`] has something to do next, for the containers already signalled.
+pub fn stop_wake(containers: &[StopView], grace: Duration) -> Option<Instant> {
+    containers
+        .iter()
+        .filter(|c| c.running)
+        .filter_map(|c| match (c.term_at, c.kill_at) {
+            (Some(t), None) => Some(t + grace),
+            (_, Some(k)) => Some(k + KILL_GRACE),
+            (None, None) => None,
+        })
+        .min()
 }
 
 /// The supervisor's state.
@@ -94,47 +143,35 @@ impl Lifecycle {
         self.running == 0 && self.waiting == 0 && self.phase == Phase::Supervising && self.on_exit == OnExit::Wait
     }
 
-    /// A signal arrived at `now`.
-    pub fn signal(&mut self, sig: libc::c_int, now: Instant) -> Option<Command> {
-        self.stop(shutdown_for_signal(sig)?, now)
+    /// A signal arrived: `true` if it began a stop with containers to stop.
+    pub fn signal(&mut self, sig: libc::c_int) -> bool {
+        shutdown_for_signal(sig).is_some_and(|action| self.stop(action))
     }
 
-    /// A graceful stop ending in `action` was asked for at `now` (a signal, the power button).
-    pub fn stop(&mut self, action: Action, now: Instant) -> Option<Command> {
+    /// A graceful stop ending in `action` was asked for (a signal, the power button): `true` if it
+    /// began one and containers run (the supervisor then stops them with [`stop_step`]).
+    pub fn stop(&mut self, action: Action) -> bool {
         match self.phase {
             Phase::Supervising => {
                 // Pending restarts are dropped: the supervisor stops restarting (may_restart).
                 self.waiting = 0;
-                self.phase = Phase::Stopping { action, deadline: now + self.grace, killed: false };
-                (self.running > 0).then_some(Command::Terminate)
+                self.phase = Phase::Stopping(action);
+                self.running > 0
             }
             // Already stopping: the first request stands.
-            Phase::Stopping { .. } | Phase::GaveUp(_) => None,
+            Phase::Stopping(_) | Phase::GaveUp(_) => false,
         }
     }
 
-    /// Time passed: act on an expired deadline.
-    pub fn tick(&mut self, now: Instant) -> Option<Command> {
-        match self.phase {
-            Phase::Stopping { action, deadline, killed } if now >= deadline && self.running > 0 => {
-                if killed {
-                    self.phase = Phase::GaveUp(action);
-                    None
-                } else {
-                    self.phase = Phase::Stopping { action, deadline: now + KILL_GRACE, killed: true };
-                    Some(Command::Kill)
-                }
-            }
-            _ => None,
-        }
+    /// The machine is stopping (containers are not restarted; [`stop_step`] applies).
+    pub fn stopping(&self) -> bool {
+        matches!(self.phase, Phase::Stopping(_))
     }
 
-    /// How long the supervisor may sleep before the next [`Lifecycle::tick`] (`None`: until an
-    /// event).
-    pub fn timeout(&self, now: Instant) -> Option<Duration> {
-        match self.phase {
-            Phase::Stopping { deadline, .. } => Some(deadline.saturating_duration_since(now)),
-            _ => None,
+    /// Stop waiting for containers that outlived SIGKILL.
+    pub fn give_up(&mut self) {
+        if let Phase::Stopping(action) = self.phase {
+            self.phase = Phase::GaveUp(action);
         }
     }
 
@@ -142,7 +179,7 @@ impl Lifecycle {
     pub fn finished(&self) -> Option<Action> {
         match self.phase {
             Phase::GaveUp(action) => Some(action),
-            Phase::Stopping { action, .. } if self.running == 0 => Some(action),
+            Phase::Stopping(action) if self.running == 0 => Some(action),
             Phase::Supervising if self.running == 0 && self.waiting == 0 => shutdown::after_all_exited(self.on_exit),
             _ => None,
         }
@@ -184,7 +221,6 @@ mod tests {
         l.exited();
         assert_eq!(l.finished(), None);
         assert!(l.idle());
-        assert_eq!(l.timeout(Instant::now()), None);
     }
 
     #[test]
@@ -203,47 +239,75 @@ mod tests {
     }
 
     #[test]
-    fn stop_terminates_then_kills_then_gives_up() {
-        let t0 = Instant::now();
+    fn a_stop_happens_once_and_can_give_up() {
         let mut l = with(OnExit::Wait, 2);
-        assert_eq!(l.signal(libc::SIGUSR1, t0), None);
-        assert_eq!(l.signal(libc::SIGTERM, t0), Some(Command::Terminate));
+        assert!(!l.signal(libc::SIGUSR1));
+        assert!(l.signal(libc::SIGTERM));
+        assert!(l.stopping());
         // A second request changes nothing.
-        assert_eq!(l.signal(libc::SIGINT, t0), None);
-        assert_eq!(l.timeout(t0), Some(STOP_GRACE));
-        assert_eq!(l.tick(t0 + STOP_GRACE / 2), None);
+        assert!(!l.signal(libc::SIGINT));
         l.exited();
         assert_eq!(l.finished(), None);
-        assert_eq!(l.tick(t0 + STOP_GRACE), Some(Command::Kill));
-        let t1 = t0 + STOP_GRACE;
-        assert_eq!(l.timeout(t1), Some(KILL_GRACE));
-        assert_eq!(l.tick(t1 + KILL_GRACE), None);
+        l.give_up();
         assert!(l.gave_up());
         assert_eq!(l.finished(), Some(Action::Poweroff));
     }
 
     #[test]
     fn stop_ends_when_the_containers_exit() {
-        let t0 = Instant::now();
         let mut l = with(OnExit::Reboot, 1);
-        assert_eq!(l.signal(libc::SIGPWR, t0), Some(Command::Terminate));
+        assert!(l.signal(libc::SIGPWR));
         l.exited();
         // The signal's action wins over on_exit.
         assert_eq!(l.finished(), Some(Action::Poweroff));
-        assert_eq!(l.tick(t0 + STOP_GRACE), None);
     }
 
     #[test]
     fn the_power_button_stops_like_sigterm() {
-        let t0 = Instant::now();
         let mut l = with(OnExit::Reboot, 1);
         assert_eq!(l.grace(), STOP_GRACE);
-        assert_eq!(l.stop(Action::Poweroff, t0), Some(Command::Terminate));
-        assert_eq!(l.stop(Action::Reboot, t0), None, "the first request stands");
-        assert_eq!(l.tick(t0 + STOP_GRACE - Duration::from_millis(1)), None);
-        assert_eq!(l.tick(t0 + STOP_GRACE), Some(Command::Kill));
+        assert!(l.stop(Action::Poweroff));
+        assert!(!l.stop(Action::Reboot), "the first request stands");
         l.exited();
         assert_eq!(l.finished(), Some(Action::Poweroff));
+    }
+
+    fn view(running: bool, deps: &[usize]) -> StopView {
+        StopView { running, deps: deps.to_vec(), ..StopView::default() }
+    }
+
+    #[test]
+    fn stops_go_in_reverse_dependency_order() {
+        let t0 = Instant::now();
+        // web -> api -> db, and a lone worker.
+        let mut c = vec![view(true, &[]), view(true, &[0]), view(true, &[1]), view(true, &[])];
+        let (send, give_up) = stop_step(&c, STOP_GRACE, t0);
+        assert_eq!(send, [Send::Term(2), Send::Term(3)], "dependents and independents first");
+        assert!(!give_up);
+        c[2].term_at = Some(t0);
+        c[3].term_at = Some(t0);
+        assert_eq!(stop_step(&c, STOP_GRACE, t0).0, [], "db and api wait for web");
+        assert_eq!(stop_wake(&c, STOP_GRACE), Some(t0 + STOP_GRACE));
+        let t1 = t0 + Duration::from_secs(1);
+        c[2].running = false;
+        assert_eq!(stop_step(&c, STOP_GRACE, t1).0, [Send::Term(1)]);
+        c[1].term_at = Some(t1);
+        // The worker's grace is over; api's is its own.
+        let t2 = t0 + STOP_GRACE;
+        assert_eq!(stop_step(&c, STOP_GRACE, t2).0, [Send::Kill(3)]);
+        c[3].kill_at = Some(t2);
+        c[1].running = false;
+        assert_eq!(stop_step(&c, STOP_GRACE, t2).0, [Send::Term(0)]);
+        c[0].term_at = Some(t2);
+        assert_eq!(stop_wake(&c, STOP_GRACE), Some(t2 + STOP_GRACE.min(KILL_GRACE)));
+        let (_, give_up) = stop_step(&c, STOP_GRACE, t2 + KILL_GRACE);
+        assert!(give_up, "the worker outlived its SIGKILL");
+    }
+
+    #[test]
+    fn a_stopped_dependency_does_not_wait_for_exited_dependents() {
+        let c = vec![view(true, &[]), view(false, &[0])];
+        assert_eq!(stop_step(&c, STOP_GRACE, Instant::now()).0, [Send::Term(0)]);
     }
 
     #[test]
@@ -269,11 +333,10 @@ mod tests {
 
     #[test]
     fn a_stop_drops_pending_restarts() {
-        let t0 = Instant::now();
         let mut l = with(OnExit::Wait, 2);
         l.exited();
         l.restart_scheduled();
-        assert_eq!(l.stop(Action::Poweroff, t0), Some(Command::Terminate));
+        assert!(l.stop(Action::Poweroff));
         assert!(!l.may_restart());
         assert_eq!(l.finished(), None, "one container still runs");
         l.exited();
@@ -282,14 +345,14 @@ mod tests {
         let mut l = with(OnExit::Wait, 1);
         l.exited();
         l.restart_scheduled();
-        assert_eq!(l.signal(libc::SIGTERM, t0), None, "nothing runs: nothing to terminate");
+        assert!(!l.signal(libc::SIGTERM), "nothing runs: nothing to terminate");
         assert_eq!(l.finished(), Some(Action::Poweroff));
     }
 
     #[test]
     fn a_signal_while_waiting_shuts_down_at_once() {
         let mut l = with(OnExit::Wait, 0);
-        assert_eq!(l.signal(libc::SIGINT, Instant::now()), None);
+        assert!(!l.signal(libc::SIGINT));
         assert_eq!(l.finished(), Some(Action::Reboot));
     }
 }

@@ -1,16 +1,23 @@
 //! keel-init: PID 1 of a keel machine.
 //!
 //! Boot: console, timeline, plan, modules opened, off the initramfs onto a tmpfs root, /proc /sys
-//! /dev /run /sys/fs/cgroup, modules loaded, keel partitions found and mounted, host name,
+//! /dev /run /sys/fs/cgroup, modules loaded, clock and entropy reported, keel partitions found,
+//! keel-data grown to fill a larger disk, partitions mounted, host name,
 //! containers started through keel-runtime; then supervision (restarting exited containers per
 //! their policy) until the machine is done, and shutdown. A fatal boot error prints `keel: fatal: <reason>` and shuts down per the plan's
 //! `on_failure`. PID 1 never exits and never panics: a panic is caught and powers off.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 mod carry;
+mod clock;
 mod console;
 mod disks;
+mod entropy;
+mod gpt;
+mod grow;
+mod health;
 mod lifecycle;
+mod logs;
 mod modules;
 mod mounts;
 mod namespaces;
@@ -22,6 +29,8 @@ mod shutdown;
 mod supervisor;
 mod sys;
 mod timeline;
+mod usage;
+mod volumes;
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -29,7 +38,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use keel_plan::{Plan, CGROUP_ROOT, IMAGES_MOUNT, PLAN_PATH};
+use keel_plan::{Plan, CGROUP_ROOT, DATA_LABEL, DATA_MOUNT, IMAGES_MOUNT, PLAN_PATH};
 
 use crate::shutdown::Action;
 use crate::supervisor::Supervisor;
@@ -99,8 +108,18 @@ fn start(plan: &Plan, signals: io::Result<OwnedFd>) -> anyhow::Result<Action> {
     let loaded = modules::load(&modules)?;
     drop(modules);
     timeline::mark(Event::ModulesLoaded(loaded));
-    disks::mount(Duration::from_millis(plan.disk_timeout_ms))?;
+    clock::set();
+    entropy::report();
+    let nodes = disks::find(Duration::from_millis(plan.disk_timeout_ms))?;
+    let data = disks::node(&nodes, DATA_LABEL);
+    // keel-data fills a disk larger than the image: the partition before mounting, ext4 after.
+    let grown = data.and_then(grow::partition);
+    disks::mount(&nodes)?;
+    if let Some(data) = data {
+        grow::filesystem(data, Path::new(DATA_MOUNT), grown);
+    }
     timeline::mark(Event::DisksMounted);
+    prepare_volumes(plan)?;
     if let Err(e) = sys::sethostname(&plan.hostname) {
         console::say(format_args!("set the host name to {}: {e}", plan.hostname));
     }
@@ -113,6 +132,7 @@ fn start(plan: &Plan, signals: io::Result<OwnedFd>) -> anyhow::Result<Action> {
         images: Path::new(IMAGES_MOUNT),
         cgroups: Some(cgroups),
         scratch: Path::new(keel_runtime::SCRATCH),
+        volumes: Some(Path::new(keel_plan::VOLUMES_DIR)),
     };
     let (buttons, problems) = power::open_buttons(Path::new(power::SYS_INPUT), Path::new(power::DEV_INPUT));
     for p in problems {
@@ -125,17 +145,27 @@ fn start(plan: &Plan, signals: io::Result<OwnedFd>) -> anyhow::Result<Action> {
         console::say(format_args!("power button: {}", names.join(", ")));
     }
     let grace = Duration::from_millis(plan.shutdown_grace_ms);
-    let mut supervisor = Supervisor::new(host, signals, buttons, plan.on_exit, grace);
-    for c in &plan.containers {
-        match keel_runtime::spawn(c, &host) {
-            Ok(running) => {
-                timeline::mark(Event::ContainerStart(&c.name));
-                supervisor.add(c, running);
+    let supervisor = Supervisor::new(host, signals, buttons, plan.on_exit, grace, &plan.containers, plan.logs);
+    Ok(supervisor.run())
+}
+
+/// The plan's volumes on keel-data (see `volumes`), each reported. Fatal only if the volumes
+/// directory itself cannot be made (keel-data is then unusable).
+fn prepare_volumes(plan: &Plan) -> anyhow::Result<()> {
+    let dir = Path::new(keel_plan::VOLUMES_DIR);
+    let outcomes = volumes::prepare(dir, &plan.volumes).with_context(|| format!("create {}", dir.display()))?;
+    for (name, outcome) in outcomes {
+        match outcome {
+            Ok(volumes::Outcome::Created { uid, gid }) => {
+                console::say(format_args!("volume {name}: created, owner {uid}:{gid}"))
             }
-            Err(e) => console::say(format_args!("container {} failed to start: {}", c.name, console::chain(&e))),
+            Ok(volumes::Outcome::Existing { uid, gid }) => {
+                console::say(format_args!("volume {name}: found, owner {uid}:{gid}"))
+            }
+            Err(e) => console::say(format_args!("volume {name}: {e}")),
         }
     }
-    Ok(supervisor.run())
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,14 +5,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use keel_plan::Restart;
+use keel_plan::{Restart, RestartDelay};
 use keel_runtime::ExitStatus;
 
-/// The delay before the first restart of a streak.
-pub const FIRST_DELAY: Duration = Duration::from_secs(1);
-/// The delay never grows beyond this.
-pub const MAX_DELAY: Duration = Duration::from_secs(30);
-/// A run at least this long ends a streak: the next delay is [`FIRST_DELAY`] again.
+/// A run at least this long ends a streak: the next delay is the first one again.
 pub const STABLE_RUN: Duration = Duration::from_secs(10);
 /// This many restarts within [`LOOP_WINDOW`] is a crash loop.
 pub const LOOP_RESTARTS: usize = 5;
@@ -43,11 +39,16 @@ pub struct Scheduled {
 /// One container's restart history.
 #[derive(Debug)]
 pub struct Backoff {
+    /// The delay before the first restart of a streak (the plan's `restart_delay.first_ms`).
+    first: Duration,
+    /// The delay never grows beyond this (`restart_delay.max_ms`).
+    max: Duration,
     /// The delay of the next restart.
     next: Duration,
     /// Restarts since boot.
     count: u32,
-    /// When the restarts of the last [`LOOP_WINDOW`] were scheduled, oldest first.
+    /// When the last (at most [`LOOP_RESTARTS`]) restarts within [`LOOP_WINDOW`] were scheduled,
+    /// oldest first. Bounded, so a long crash loop with short delays does not grow init.
     recent: VecDeque<Instant>,
     /// The current crash loop was reported.
     reported: bool,
@@ -55,24 +56,41 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Backoff {
-        Backoff { next: FIRST_DELAY, count: 0, recent: VecDeque::new(), reported: false }
+        Backoff::new(RestartDelay::default())
     }
 }
 
 impl Backoff {
+    /// No restart yet; delays per `delay` (the builder checked that max ≥ first).
+    pub fn new(delay: RestartDelay) -> Backoff {
+        let first = Duration::from_millis(delay.first_ms);
+        let max = Duration::from_millis(delay.max_ms).max(first);
+        Backoff {
+            first,
+            max,
+            next: first,
+            count: 0,
+            recent: VecDeque::with_capacity(LOOP_RESTARTS + 1),
+            reported: false,
+        }
+    }
+
     /// The container, started at `started`, ended at `now` and is to be restarted: how long to
-    /// wait. Doubles the delay of each consecutive restart up to [`MAX_DELAY`]; a run of at least
-    /// [`STABLE_RUN`] starts over at [`FIRST_DELAY`] and ends a crash loop.
+    /// wait. Doubles the delay of each consecutive restart up to the max; a run of at least
+    /// [`STABLE_RUN`] starts over at the first delay and ends a crash loop.
     pub fn schedule(&mut self, started: Instant, now: Instant) -> Scheduled {
         if now.saturating_duration_since(started) >= STABLE_RUN {
-            self.next = FIRST_DELAY;
+            self.next = self.first;
             self.recent.clear();
             self.reported = false;
         }
         let delay = self.next;
-        self.next = (self.next * 2).min(MAX_DELAY);
+        self.next = self.next.saturating_mul(2).min(self.max);
         self.count = self.count.saturating_add(1);
         while self.recent.front().is_some_and(|&t| now.saturating_duration_since(t) > LOOP_WINDOW) {
+            self.recent.pop_front();
+        }
+        if self.recent.len() >= LOOP_RESTARTS {
             self.recent.pop_front();
         }
         self.recent.push_back(now);
@@ -89,6 +107,8 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const FIRST_DELAY: Duration = Duration::from_secs(1);
 
     #[test]
     fn policies() {
@@ -126,6 +146,30 @@ mod tests {
         assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
         let counts: Vec<u32> = crash_loop(&mut b, &mut t, 2).iter().map(|s| s.count).collect();
         assert_eq!(counts, [9, 10]);
+    }
+
+    #[test]
+    fn delays_come_from_the_plan() {
+        let mut t = Instant::now();
+        let mut b = Backoff::new(RestartDelay { first_ms: 100, max_ms: 250 });
+        let delays: Vec<u128> = crash_loop(&mut b, &mut t, 5).iter().map(|s| s.delay.as_millis()).collect();
+        assert_eq!(delays, [100, 200, 250, 250, 250]);
+        let mut b = Backoff::new(RestartDelay { first_ms: 10, max_ms: 10 });
+        assert!(crash_loop(&mut b, &mut t, 20).iter().all(|s| s.delay == Duration::from_millis(10)));
+        // A max below the first (the builder refuses it) is read as the first.
+        let mut b = Backoff::new(RestartDelay { first_ms: 500, max_ms: 100 });
+        assert!(crash_loop(&mut b, &mut t, 3).iter().all(|s| s.delay == Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn a_long_fast_crash_loop_keeps_a_bounded_history() {
+        let mut t = Instant::now();
+        let mut b = Backoff::new(RestartDelay { first_ms: 10, max_ms: 10 });
+        let runs = crash_loop(&mut b, &mut t, 10_000);
+        assert_eq!(runs.iter().filter(|s| s.crash_loop.is_some()).count(), 1);
+        assert_eq!(runs[4].crash_loop, Some((5, Duration::from_millis(440))), "4 runs of 100 ms + 4 delays of 10 ms");
+        assert!(b.recent.len() <= LOOP_RESTARTS && b.recent.capacity() <= 2 * (LOOP_RESTARTS + 1));
+        assert_eq!(runs.last().map(|s| s.count), Some(10_000));
     }
 
     #[test]

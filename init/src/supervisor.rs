@@ -3,19 +3,25 @@
 //!
 //! One `poll` over a signalfd (SIGCHLD and the shutdown signals, blocked), the power buttons'
 //! input devices and each container's stdout and stderr pipes, waking for the next deadline (a
-//! stop's, a restart's). Decisions are [`Lifecycle`]'s and [`restart`]'s; this module does the I/O.
+//! stop's, a restart's, a health check's). Containers start once their `depends-on` run (and are
+//! healthy, when they have a health check); a stop goes in reverse dependency order. Decisions are
+//! [`Lifecycle`]'s, [`lifecycle::stop_step`]'s, [`restart`]'s and [`crate::health`]'s; this module does
+//! the I/O.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use keel_plan::OnExit;
-use keel_runtime::{signal_name, ExitStatus, Host, Running};
+use keel_plan::{HealthCheck, OnExit};
+use keel_runtime::{signal_name, Cgroup, ExitStatus, Host, Running};
 
 use crate::console;
-use crate::lifecycle::{Command, Lifecycle};
+use crate::health::{Verdict, Watch};
+use crate::lifecycle::{self, Lifecycle, Send, StopView};
+use crate::logs::{self, Logs};
 use crate::oom::{self, OomWatch};
 use crate::output::{self, Lines};
 use crate::power::Button;
@@ -23,26 +29,30 @@ use crate::restart::{self, Backoff};
 use crate::shutdown::Action;
 use crate::sys::{self, Reaped};
 use crate::timeline::{self, Event};
+use crate::usage::{self, Usage};
 
 /// Read at most this many chunks from one pipe per wakeup, so a chatty container cannot starve
 /// the others or the signals.
 const CHUNKS_PER_WAKEUP: usize = 16;
 const CHUNK: usize = 4096;
 
-/// Where container output goes: the console in init, a recorder in tests.
+/// Where container output goes: the console and the log files in init, a recorder in tests.
 trait Sink {
-    /// One finished line of container `name`.
-    fn line(&mut self, name: &str, line: &[u8]);
+    /// One finished line of container `name`'s `stream`.
+    fn line(&mut self, name: &str, stream: logs::Stream, line: &[u8]);
     /// Container `name` wrote its first bytes.
     fn first_output(&mut self, name: &str);
 }
 
-/// The console, with the timeline.
-struct ConsoleSink;
+/// The console, with the timeline, and the log files.
+struct ConsoleSink<'l> {
+    logs: &'l mut Logs,
+}
 
-impl Sink for ConsoleSink {
-    fn line(&mut self, name: &str, line: &[u8]) {
+impl Sink for ConsoleSink<'_> {
+    fn line(&mut self, name: &str, stream: logs::Stream, line: &[u8]) {
         console::write(&output::prefixed(name, line));
+        self.logs.line(name, stream, line);
     }
 
     fn first_output(&mut self, name: &str) {
@@ -79,6 +89,23 @@ struct Tracked {
     backoff: Backoff,
     /// When it is to be started again, after it exited.
     restart_at: Option<Instant>,
+    /// Indices of the containers it depends on.
+    deps: Vec<usize>,
+    /// Not started yet: waiting for its dependencies.
+    pending: bool,
+    /// Said that it waits for its dependencies.
+    said_waiting: bool,
+    /// Its cgroup (health checks join it).
+    cgroup: Option<Cgroup>,
+    /// Its health checks, for the current run.
+    health: Option<Watch>,
+    /// The output of the health check in flight.
+    check_output: Option<File>,
+    /// When this run was sent SIGTERM, and SIGKILL.
+    term_at: Option<Instant>,
+    kill_at: Option<Instant>,
+    /// This run was stopped for failing its health checks (a failure, whatever its exit status).
+    unhealthy: bool,
 }
 
 impl Tracked {
@@ -87,12 +114,13 @@ impl Tracked {
     fn pump(&mut self, index: usize, limit: usize, sink: &mut dyn Sink) {
         let Tracked { name, streams, spoke, .. } = self;
         let Some(slot) = streams.get_mut(index) else { return };
+        let kind = logs::Stream::of_pipe(index);
         let mut buf = [0u8; CHUNK];
         for _ in 0..limit {
             let Some(stream) = slot.as_mut() else { return };
             match stream.file.read(&mut buf) {
                 Ok(0) => {
-                    stream.lines.finish(|l| sink.line(name, l));
+                    stream.lines.finish(|l| sink.line(name, kind, l));
                     *slot = None;
                     return;
                 }
@@ -102,7 +130,7 @@ impl Tracked {
                         sink.first_output(name);
                     }
                     let data = buf.get(..n).unwrap_or_default();
-                    stream.lines.push(data, |l| sink.line(name, l));
+                    stream.lines.push(data, |l| sink.line(name, kind, l));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -133,54 +161,65 @@ pub struct Supervisor<'a> {
     buttons: Vec<Button>,
     life: Lifecycle,
     said_idle: bool,
+    /// The containers' log files on keel-data.
+    logs: Logs,
 }
 
 impl<'a> Supervisor<'a> {
     /// `signals` is the signalfd for SIGCHLD and the shutdown signals; a press on one of
     /// `buttons` stops gracefully and powers off; containers get `grace` between SIGTERM and
-    /// SIGKILL; restarts are started on `host`.
+    /// SIGKILL; `containers` are started on `host` by [`Supervisor::run`], each once its
+    /// dependencies run; their output is also written to log files on keel-data, bounded by `logs`.
     pub fn new(
         host: Host<'a>,
         signals: OwnedFd,
         buttons: Vec<Button>,
         on_exit: OnExit,
         grace: Duration,
+        containers: &[keel_plan::Container],
+        logs: keel_plan::Logs,
     ) -> Supervisor<'a> {
-        Supervisor {
-            host,
-            containers: Vec::new(),
-            signals,
-            buttons,
-            life: Lifecycle::new(on_exit, grace),
-            said_idle: false,
-        }
-    }
-
-    /// Take over a started container.
-    pub fn add(&mut self, container: &keel_plan::Container, running: Running) {
-        let name = container.name.as_str();
-        let oom = OomWatch::new(running.cgroup.clone(), container.limits.memory_max);
-        self.containers.push(Tracked {
-            name: name.to_string(),
-            pid: Some(running.pid),
-            streams: streams(name, running),
-            spoke: false,
-            oom,
-            plan: container.clone(),
-            started: Instant::now(),
-            backoff: Backoff::default(),
-            restart_at: None,
-        });
-        self.life.started();
+        let index = |name: &str| containers.iter().position(|c| c.name == name);
+        let containers = containers
+            .iter()
+            .map(|c| Tracked {
+                name: c.name.clone(),
+                pid: None,
+                streams: [None, None],
+                spoke: false,
+                oom: OomWatch::new(None, c.limits.memory_max),
+                plan: c.clone(),
+                started: Instant::now(),
+                backoff: Backoff::new(c.restart_delay),
+                restart_at: None,
+                // The builder checked every name (and that there is no cycle).
+                deps: c.depends_on.iter().filter_map(|d| index(d)).collect(),
+                pending: true,
+                said_waiting: false,
+                cgroup: None,
+                health: None,
+                check_output: None,
+                term_at: None,
+                kill_at: None,
+                unhealthy: false,
+            })
+            .collect();
+        let logs = Logs::new(Path::new(keel_plan::DATA_MOUNT).join(logs::DIR), logs);
+        Supervisor { host, containers, signals, buttons, life: Lifecycle::new(on_exit, grace), said_idle: false, logs }
     }
 
     /// Run until the machine is done; returns how to shut down.
     pub fn run(mut self) -> Action {
         loop {
+            if self.life.may_restart() {
+                self.start_ready(Instant::now());
+            }
             if let Some(action) = self.life.finished() {
                 if self.life.gave_up() {
                     console::say("containers still running after SIGKILL; shutting down anyway");
                 }
+                // Before keel-data is unmounted.
+                self.logs.close();
                 return action;
             }
             if self.life.idle() && !self.said_idle {
@@ -189,9 +228,8 @@ impl<'a> Supervisor<'a> {
             }
             self.wait_and_handle();
             self.check_oom();
-            if let Some(command) = self.life.tick(Instant::now()) {
-                self.execute(command);
-            }
+            self.health_tick(Instant::now());
+            self.stop_tick(Instant::now());
             self.restart_due(Instant::now());
         }
     }
@@ -216,8 +254,14 @@ impl<'a> Supervisor<'a> {
         // While containers run, wake at least once per oom::INTERVAL to read their OOM counters;
         // wake for the next restart.
         let now = Instant::now();
-        let mut timeout = self.life.timeout(now);
+        let mut timeout: Option<Duration> = None;
         let mut wake = |t: Duration| timeout = Some(timeout.map_or(t, |old| old.min(t)));
+        if let Some(at) = lifecycle::stop_wake(&self.stop_views(), self.life.grace()) {
+            wake(at.saturating_duration_since(now));
+        }
+        for h in self.containers.iter().filter(|c| c.pid.is_some()).filter_map(|c| c.health.as_ref()) {
+            wake(h.wake().saturating_duration_since(now));
+        }
         if self.containers.iter().any(|c| c.pid.is_some()) {
             wake(oom::INTERVAL);
         }
@@ -236,7 +280,7 @@ impl<'a> Supervisor<'a> {
         for (pfd, (ci, si)) in fds.iter().skip(first_stream).zip(owners) {
             if pfd.revents != 0 {
                 if let Some(c) = self.containers.get_mut(ci) {
-                    c.pump(si, CHUNKS_PER_WAKEUP, &mut ConsoleSink);
+                    c.pump(si, CHUNKS_PER_WAKEUP, &mut ConsoleSink { logs: &mut self.logs });
                 }
             }
         }
@@ -268,9 +312,9 @@ impl<'a> Supervisor<'a> {
             self.buttons.remove(i);
         }
         if pressed {
-            if let Some(command) = self.life.stop(Action::Poweroff, Instant::now()) {
+            if self.life.stop(Action::Poweroff) {
                 console::say("power button pressed: stopping containers");
-                self.execute(command);
+                self.stop_tick(Instant::now());
             } else {
                 console::say("power button pressed: shutting down");
             }
@@ -289,9 +333,9 @@ impl<'a> Supervisor<'a> {
             match sig {
                 libc::SIGCHLD => self.reap(),
                 libc::SIGTERM | libc::SIGINT | libc::SIGPWR => {
-                    if let Some(command) = self.life.signal(sig, Instant::now()) {
+                    if self.life.signal(sig) {
                         console::say(format_args!("{} received: stopping containers", signal_name(sig)));
-                        self.execute(command);
+                        self.stop_tick(Instant::now());
                     } else {
                         console::say(format_args!("{} received: shutting down", signal_name(sig)));
                     }
@@ -316,18 +360,28 @@ impl<'a> Supervisor<'a> {
     }
 
     fn exited(&mut self, pid: libc::pid_t, status: ExitStatus) {
+        if let Some(i) = self.containers.iter().position(|c| c.health.as_ref().and_then(Watch::running) == Some(pid)) {
+            self.check_done(i, status);
+            return;
+        }
         let Some(c) = self.containers.iter_mut().find(|c| c.pid == Some(pid)) else {
             return; // an orphan, now reaped
         };
-        c.drain(&mut ConsoleSink);
+        c.drain(&mut ConsoleSink { logs: &mut self.logs });
         c.pid = None;
         if let Some(m) = c.oom.check(&c.name) {
-            console::say(m);
+            console::say(&m);
+            self.logs.note(&c.name, &m);
         }
         console::say(format_args!("container {} {status}", c.name));
+        self.logs.note(&c.name, &format!("container {} {status}", c.name));
+        self.logs.flush(&c.name);
         timeline::mark(Event::ContainerExit(&c.name, status));
         self.life.exited();
-        if self.life.may_restart() && restart::wanted(c.plan.restart, status) {
+        c.health = None;
+        c.check_output = None;
+        let failed = c.unhealthy && c.plan.restart != keel_plan::Restart::No;
+        if self.life.may_restart() && (failed || restart::wanted(c.plan.restart, status)) {
             schedule(c, Instant::now());
             self.life.restart_scheduled();
         }
@@ -346,22 +400,7 @@ impl<'a> Supervisor<'a> {
                 continue; // Lifecycle dropped its count when the stop began.
             }
             self.life.restart_due();
-            match keel_runtime::spawn(&c.plan, &self.host) {
-                Ok(running) => {
-                    timeline::mark(Event::ContainerStart(&c.name));
-                    c.pid = Some(running.pid);
-                    c.streams = streams(&c.name, running);
-                    c.started = Instant::now();
-                    self.life.started();
-                }
-                Err(e) => {
-                    console::say(format_args!("container {} failed to restart: {}", c.name, console::chain(&e)));
-                    // Like a run that failed at once: try again, later.
-                    c.started = now;
-                    schedule(c, Instant::now());
-                    self.life.restart_scheduled();
-                }
-            }
+            launch(c, &self.host, &mut self.life, "restart");
         }
     }
 
@@ -374,22 +413,214 @@ impl<'a> Supervisor<'a> {
         }
     }
 
-    fn execute(&mut self, command: Command) {
-        let sig = match command {
-            Command::Terminate => {
-                let grace = self.life.grace();
-                console::say(format_args!("sending SIGTERM to containers, SIGKILL in {}", seconds(grace)));
-                libc::SIGTERM
+    /// Start the containers not started yet whose dependencies run (and are healthy, for those
+    /// with a health check).
+    fn start_ready(&mut self, now: Instant) {
+        for i in 0..self.containers.len() {
+            let Some(c) = self.containers.get(i) else { continue };
+            if !c.pending {
+                continue;
             }
-            Command::Kill => {
-                console::say("containers still running: sending SIGKILL");
-                libc::SIGKILL
+            let waiting: Vec<&str> = c
+                .deps
+                .iter()
+                .filter_map(|&d| self.containers.get(d))
+                .filter(|d| !ready(d))
+                .map(|d| d.name.as_str())
+                .collect();
+            if !waiting.is_empty() {
+                if !c.said_waiting {
+                    console::say(format_args!("container {} waits for {}", c.name, waiting.join(", ")));
+                }
+                if let Some(c) = self.containers.get_mut(i) {
+                    c.said_waiting = true;
+                }
+                continue;
             }
-        };
-        // Last started, first stopped.
-        for c in self.containers.iter().rev() {
+            let Some(c) = self.containers.get_mut(i) else { continue };
+            c.pending = false;
+            c.started = now;
+            launch(c, &self.host, &mut self.life, "start");
+        }
+    }
+
+    fn stop_views(&self) -> Vec<StopView> {
+        self.containers
+            .iter()
+            .map(|c| StopView {
+                running: c.pid.is_some(),
+                deps: c.deps.clone(),
+                term_at: c.term_at,
+                kill_at: c.kill_at,
+            })
+            .collect()
+    }
+
+    /// Signal the containers a stop (of the machine, or of unhealthy ones) calls for now.
+    fn stop_tick(&mut self, now: Instant) {
+        let mut views = self.stop_views();
+        if !self.life.stopping() {
+            // Outside a machine stop, only containers stopped for their health are followed up.
+            for (v, c) in views.iter_mut().zip(&self.containers) {
+                v.running &= c.term_at.is_some();
+            }
+        }
+        let grace = self.life.grace();
+        let (sends, give_up) = lifecycle::stop_step(&views, grace, now);
+        let mut terms = Vec::new();
+        for send in sends {
+            let (i, sig) = match send {
+                Send::Term(i) => (i, libc::SIGTERM),
+                Send::Kill(i) => (i, libc::SIGKILL),
+            };
+            let Some(c) = self.containers.get_mut(i) else { continue };
+            if sig == libc::SIGTERM {
+                c.term_at = Some(now);
+                terms.push(c.name.clone());
+            } else {
+                c.kill_at = Some(now);
+                console::say(format_args!(
+                    "container {} still running {} after SIGTERM: sending SIGKILL",
+                    c.name,
+                    seconds(grace)
+                ));
+            }
             if let Some(pid) = c.pid {
                 if let Err(e) = sys::kill(pid, sig) {
+                    console::say(format_args!("signal container {}: {e}", c.name));
+                }
+            }
+        }
+        if !terms.is_empty() {
+            console::say(format_args!("sending SIGTERM to {}; SIGKILL in {}", terms.join(", "), seconds(grace)));
+        }
+        if give_up && self.life.stopping() {
+            self.life.give_up();
+        }
+    }
+
+    /// Start the health checks that are due; kill those past their timeout.
+    fn health_tick(&mut self, now: Instant) {
+        let stopping = self.life.stopping();
+        for c in self.containers.iter_mut() {
+            let (Some(pid), Some(watch)) = (c.pid, c.health.as_mut()) else { continue };
+            if let Some(check) = watch.overdue(now) {
+                let _ = sys::kill(check, libc::SIGKILL);
+                continue;
+            }
+            if stopping || c.term_at.is_some() || !watch.due(now) {
+                continue;
+            }
+            let started = match &watch.spec().check {
+                HealthCheck::Cmd(args) => keel_runtime::exec_in(&c.plan, pid, args, c.cgroup.as_ref()),
+                HealthCheck::Tcp(port) => {
+                    keel_runtime::connect_in(pid, *port, Duration::from_millis(watch.spec().timeout_ms))
+                }
+            };
+            match started {
+                Ok(joined) => {
+                    watch.started_check(joined.pid, now);
+                    c.check_output =
+                        sys::set_nonblocking(joined.output.as_fd()).ok().map(|()| File::from(joined.output));
+                }
+                Err(e) => {
+                    let why = format!("could not run: {}", console::chain(&e));
+                    let verdict = watch.finished(false, now);
+                    report_check(c, verdict, &why, now);
+                }
+            }
+        }
+    }
+
+    /// The health check of container `i` ended with `status`.
+    fn check_done(&mut self, i: usize, status: ExitStatus) {
+        let now = Instant::now();
+        let Some(c) = self.containers.get_mut(i) else { return };
+        let mut output = Vec::new();
+        if let Some(mut f) = c.check_output.take() {
+            let mut buf = [0u8; CHUNK];
+            while let Ok(n @ 1..) = f.read(&mut buf) {
+                output.extend_from_slice(buf.get(..n).unwrap_or_default());
+                if output.len() >= CHUNK * 4 {
+                    break;
+                }
+            }
+        }
+        let Some(watch) = c.health.as_mut() else { return };
+        let passed = status.success();
+        let why = match &watch.spec().check {
+            HealthCheck::Tcp(port) => {
+                keel_runtime::connect_failure(*port, &output).unwrap_or_else(|| format!("connect check {status}"))
+            }
+            HealthCheck::Cmd(_) => {
+                let last = String::from_utf8_lossy(&output)
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .map(|l| format!(": {}", l.chars().take(200).collect::<String>()))
+                    .unwrap_or_default();
+                format!("{status}{last}")
+            }
+        };
+        let verdict = watch.finished(passed, now);
+        report_check(c, verdict, &why, now);
+    }
+}
+
+/// A dependency is ready: it runs, is not being stopped, and is healthy if it has a health check.
+fn ready(c: &Tracked) -> bool {
+    c.pid.is_some() && c.term_at.is_none() && c.health.as_ref().is_none_or(Watch::healthy)
+}
+
+/// Start (or restart: `what`) container `c`.
+fn launch(c: &mut Tracked, host: &Host, life: &mut Lifecycle, what: &str) {
+    let now = Instant::now();
+    match keel_runtime::spawn(&c.plan, host) {
+        Ok(running) => {
+            timeline::mark(Event::ContainerStart(&c.name));
+            c.pid = Some(running.pid);
+            if c.cgroup.is_none() {
+                c.oom = OomWatch::new(running.cgroup.clone(), c.plan.limits.memory_max);
+            }
+            c.cgroup = running.cgroup.clone();
+            c.streams = streams(&c.name, running);
+            c.started = now;
+            c.health = c.plan.health.clone().map(|h| Watch::new(h, now));
+            c.check_output = None;
+            c.term_at = None;
+            c.kill_at = None;
+            c.unhealthy = false;
+            life.started();
+        }
+        Err(e) => {
+            console::say(format_args!("container {} failed to {what}: {}", c.name, console::chain(&e)));
+            // Like a run that failed at once: try again later, if its policy says so.
+            if c.plan.restart != keel_plan::Restart::No {
+                c.started = now;
+                schedule(c, now);
+                life.restart_scheduled();
+            }
+        }
+    }
+}
+
+/// Say what a health check's verdict means; stop the container if it is unhealthy.
+fn report_check(c: &mut Tracked, verdict: Verdict, why: &str, now: Instant) {
+    match verdict {
+        Verdict::Quiet => {}
+        Verdict::Healthy => console::say(format_args!("container {} is healthy", c.name)),
+        Verdict::Failed { failures, retries } => {
+            console::say(format_args!("container {} failed its health check ({failures} of {retries}): {why}", c.name))
+        }
+        Verdict::Unhealthy { failures } => {
+            console::say(format_args!(
+                "container {} is unhealthy: {failures} health checks failed in a row ({why}); stopping it",
+                c.name
+            ));
+            c.unhealthy = true;
+            c.term_at = Some(now);
+            if let Some(pid) = c.pid {
+                if let Err(e) = sys::kill(pid, libc::SIGTERM) {
                     console::say(format_args!("signal container {}: {e}", c.name));
                 }
             }
@@ -405,6 +636,10 @@ fn schedule(c: &mut Tracked, now: Instant) {
         console::say(format_args!("container {} is crash-looping: {restarts} restarts in {}", c.name, seconds(whole)));
     }
     console::say(format_args!("container {} restarting in {} (restart {})", c.name, seconds(s.delay), s.count));
+    if usage::due(s.count) {
+        // PID 1's own figures, flat across a crash loop unless something leaks.
+        console::say(format_args!("init: {} (restart {} of {})", Usage::now(), s.count, c.name));
+    }
     c.restart_at = Some(now + s.delay);
 }
 
@@ -446,12 +681,14 @@ mod tests {
     #[derive(Default)]
     struct Recorder {
         lines: Vec<String>,
+        streams: Vec<logs::Stream>,
         first: Vec<String>,
     }
 
     impl Sink for Recorder {
-        fn line(&mut self, name: &str, line: &[u8]) {
+        fn line(&mut self, name: &str, stream: logs::Stream, line: &[u8]) {
             self.lines.push(format!("{name}| {}", String::from_utf8_lossy(line)));
+            self.streams.push(stream);
         }
         fn first_output(&mut self, name: &str) {
             self.first.push(name.to_string());
@@ -493,6 +730,15 @@ mod tests {
             started: Instant::now(),
             backoff: Backoff::default(),
             restart_at: None,
+            deps: vec![],
+            pending: false,
+            said_waiting: false,
+            cgroup: None,
+            health: None,
+            check_output: None,
+            term_at: None,
+            kill_at: None,
+            unhealthy: false,
         };
         (t, out_w, err_w)
     }
@@ -511,6 +757,7 @@ mod tests {
         drop((out, err));
         t.drain(&mut sink);
         assert_eq!(sink.lines, ["web| one", "web| oops", "web| two"]);
+        assert_eq!(sink.streams, [logs::Stream::Out, logs::Stream::Err, logs::Stream::Out]);
         assert_eq!(sink.first, ["web"], "first output is marked once");
         assert!(t.streams.iter().all(Option::is_none), "streams at EOF are closed");
     }

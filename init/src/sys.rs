@@ -207,3 +207,120 @@ pub fn tcdrain(fd: impl AsFd) -> io::Result<()> {
     // SAFETY: tcdrain takes a descriptor we borrow.
     check(unsafe { libc::tcdrain(fd.as_fd().as_raw_fd()) }).map(drop)
 }
+
+// Block devices, ext4 and the RTC: the ioctls of keel-data's growth and the clock. The numbers
+// are the asm-generic _IOC encodings, the same on x86_64 and aarch64.
+
+/// `BLKFLSBUF`: `_IO(0x12, 97)`.
+const BLKFLSBUF: c_ulong = 0x1261;
+/// `BLKPG`: `_IO(0x12, 105)`.
+const BLKPG: c_ulong = 0x1269;
+/// `BLKPG_RESIZE_PARTITION`, the `op` of a `BLKPG` request.
+const BLKPG_RESIZE_PARTITION: c_int = 3;
+/// `EXT4_IOC_RESIZE_FS`: `_IOW('f', 16, __u64)`.
+const EXT4_IOC_RESIZE_FS: c_ulong = 0x4008_6610;
+/// `RTC_RD_TIME`: `_IOR('p', 0x09, struct rtc_time)` (9 ints, 36 bytes).
+const RTC_RD_TIME: c_ulong = 0x8024_7009;
+
+/// `struct blkpg_partition` (linux/blkpg.h).
+#[repr(C)]
+struct BlkpgPartition {
+    start: libc::c_longlong,
+    length: libc::c_longlong,
+    pno: c_int,
+    devname: [libc::c_char; 64],
+    volname: [libc::c_char; 64],
+}
+
+/// `struct blkpg_ioctl_arg` (linux/blkpg.h).
+#[repr(C)]
+struct BlkpgIoctlArg {
+    op: c_int,
+    flags: c_int,
+    datalen: c_int,
+    data: *mut libc::c_void,
+}
+
+/// `struct rtc_time` (linux/rtc.h): a broken-down UTC time, `tm_year` since 1900, `tm_mon` 0-11.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RtcTime {
+    /// Seconds, 0-59.
+    pub sec: c_int,
+    /// Minutes, 0-59.
+    pub min: c_int,
+    /// Hours, 0-23.
+    pub hour: c_int,
+    /// Day of the month, 1-31.
+    pub mday: c_int,
+    /// Month, 0-11.
+    pub mon: c_int,
+    /// Years since 1900.
+    pub year: c_int,
+    /// Unused.
+    pub wday: c_int,
+    /// Unused.
+    pub yday: c_int,
+    /// Unused.
+    pub isdst: c_int,
+}
+
+/// Write back and drop the page cache of the block device `fd` (BLKFLSBUF).
+pub fn blkflsbuf(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: BLKFLSBUF takes no argument; the descriptor is borrowed for the call.
+    check(unsafe { libc::syscall(libc::SYS_ioctl, fd.as_raw_fd(), BLKFLSBUF, 0 as c_ulong) }).map(drop)
+}
+
+/// Tell the kernel that partition `number` of the whole disk `fd` now spans `length` bytes from
+/// byte `start` (BLKPG_RESIZE_PARTITION; works while partitions of the disk are in use, unlike
+/// BLKRRPART).
+pub fn blkpg_resize(fd: BorrowedFd<'_>, number: u32, start: u64, length: u64) -> io::Result<()> {
+    let invalid = |_| io::Error::from_raw_os_error(libc::EINVAL);
+    let mut part = BlkpgPartition {
+        start: i64::try_from(start).map_err(invalid)?,
+        length: i64::try_from(length).map_err(invalid)?,
+        pno: c_int::try_from(number).map_err(invalid)?,
+        devname: [0; 64],
+        volname: [0; 64],
+    };
+    let mut arg = BlkpgIoctlArg {
+        op: BLKPG_RESIZE_PARTITION,
+        flags: 0,
+        datalen: std::mem::size_of::<BlkpgPartition>() as c_int,
+        data: (&mut part as *mut BlkpgPartition).cast(),
+    };
+    // SAFETY: `arg` points at `part`, both live on our stack for the whole call and are laid out
+    // as linux/blkpg.h declares them; the kernel only reads them.
+    check(unsafe { libc::syscall(libc::SYS_ioctl, fd.as_raw_fd(), BLKPG, &mut arg as *mut BlkpgIoctlArg) }).map(drop)
+}
+
+/// Grow the mounted ext4 filesystem that `fd` (any file or directory on it) belongs to, online,
+/// to `blocks` filesystem blocks (EXT4_IOC_RESIZE_FS).
+pub fn ext4_resize_fs(fd: BorrowedFd<'_>, blocks: u64) -> io::Result<()> {
+    let count: u64 = blocks;
+    // SAFETY: the kernel reads one u64 from the pointer, which points at `count` on our stack.
+    check(unsafe { libc::syscall(libc::SYS_ioctl, fd.as_raw_fd(), EXT4_IOC_RESIZE_FS, &count as *const u64) }).map(drop)
+}
+
+/// Read the RTC `fd` (/dev/rtcN) (RTC_RD_TIME).
+pub fn rtc_read(fd: BorrowedFd<'_>) -> io::Result<RtcTime> {
+    let mut t = RtcTime::default();
+    // SAFETY: the kernel writes one struct rtc_time (9 ints, as RtcTime is laid out) into `t`.
+    check(unsafe { libc::syscall(libc::SYS_ioctl, fd.as_raw_fd(), RTC_RD_TIME, &mut t as *mut RtcTime) })?;
+    Ok(t)
+}
+
+/// Set the system clock (CLOCK_REALTIME) to `secs` seconds since the epoch.
+pub fn set_realtime(secs: i64) -> io::Result<()> {
+    let ts = libc::timespec { tv_sec: secs as _, tv_nsec: 0 };
+    // SAFETY: clock_settime reads the timespec we pass.
+    check(unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) }).map(drop)
+}
+
+/// Is the kernel's random pool ready, so that getrandom(2) would not block?
+pub fn random_ready() -> bool {
+    let mut b = [0u8; 1];
+    // SAFETY: getrandom writes at most one byte into `b`; GRND_NONBLOCK makes it fail with
+    // EAGAIN instead of blocking while the pool is not initialised.
+    unsafe { libc::getrandom(b.as_mut_ptr().cast(), 1, libc::GRND_NONBLOCK) == 1 }
+}

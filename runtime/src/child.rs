@@ -87,6 +87,17 @@ pub(crate) enum Op {
     ResetSignals,
     /// setsid(2).
     NewSession,
+    /// Receive exactly `into.len()` descriptors in one message on the socket `sock` (SCM_RIGHTS)
+    /// and move them onto the numbers in `into`, close-on-exec (the parent reserved them).
+    ReceiveFds { sock: RawFd, into: Vec<RawFd> },
+    /// move_mount(2) of the detached mount `fd` onto `target`.
+    MoveMount { fd: RawFd, target: CString },
+    /// Join the namespace `fd` refers to (setns(2)).
+    SetNs { fd: RawFd, nstype: c_int },
+    /// Connect a TCP socket to 127.0.0.1:`port`, waiting at most `timeout_ms`.
+    TcpConnect { port: u16, timeout_ms: u32 },
+    /// End the process with this status (a child that runs no program).
+    Exit(c_int),
 }
 
 /// One step of the child: what it does and how to name it when it fails.
@@ -163,6 +174,16 @@ pub(crate) trait Syscalls {
     fn close_on_exec_from(&mut self, first: RawFd) -> Result<(), Errno>;
     fn reset_signals(&mut self) -> Result<(), Errno>;
     fn setsid(&mut self) -> Result<(), Errno>;
+    /// setns(2).
+    fn setns(&mut self, fd: RawFd, nstype: c_int) -> Result<(), Errno>;
+    /// A TCP connect to 127.0.0.1:`port` within `timeout_ms`.
+    fn tcp_connect(&mut self, port: u16, timeout_ms: u32) -> Result<(), Errno>;
+    /// _exit(2): returns only in fakes.
+    fn exit(&mut self, code: c_int) -> Result<(), Errno>;
+    /// Receive descriptors sent with SCM_RIGHTS onto the numbers in `into`.
+    fn receive_fds(&mut self, sock: RawFd, into: &[RawFd]) -> Result<(), Errno>;
+    /// move_mount(2) of a detached mount onto `target`.
+    fn move_mount(&mut self, fd: RawFd, target: &CStr) -> Result<(), Errno>;
     /// execve(2): returns only on failure.
     fn execve(&mut self, path: &CStr, exec: &Exec) -> Errno;
 }
@@ -207,6 +228,11 @@ fn apply(op: &Op, sys: &mut dyn Syscalls) -> Result<(), Errno> {
         Op::CloseOnExecFrom(first) => sys.close_on_exec_from(*first),
         Op::ResetSignals => sys.reset_signals(),
         Op::NewSession => sys.setsid(),
+        Op::ReceiveFds { sock, into } => sys.receive_fds(*sock, into),
+        Op::MoveMount { fd, target } => sys.move_mount(*fd, target),
+        Op::SetNs { fd, nstype } => sys.setns(*fd, *nstype),
+        Op::TcpConnect { port, timeout_ms } => sys.tcp_connect(*port, *timeout_ms),
+        Op::Exit(code) => sys.exit(*code),
     }
 }
 
@@ -340,6 +366,21 @@ pub(crate) mod fake {
         }
         fn setsid(&mut self) -> Result<(), Errno> {
             self.record("setsid".to_string())
+        }
+        fn setns(&mut self, fd: RawFd, nstype: c_int) -> Result<(), Errno> {
+            self.record(format!("setns {fd} {nstype:#x}"))
+        }
+        fn tcp_connect(&mut self, port: u16, timeout_ms: u32) -> Result<(), Errno> {
+            self.record(format!("connect 127.0.0.1:{port} within {timeout_ms} ms"))
+        }
+        fn exit(&mut self, code: c_int) -> Result<(), Errno> {
+            self.record(format!("exit {code}"))
+        }
+        fn receive_fds(&mut self, sock: RawFd, into: &[RawFd]) -> Result<(), Errno> {
+            self.record(format!("receive fds on {sock} into {into:?}"))
+        }
+        fn move_mount(&mut self, fd: RawFd, target: &CStr) -> Result<(), Errno> {
+            self.record(format!("move_mount {fd} {}", s(target)))
         }
         fn execve(&mut self, path: &CStr, exec: &Exec) -> Errno {
             let argv: Vec<String> = exec.argv.items().iter().map(|a| s(a)).collect();

@@ -104,6 +104,25 @@ pub enum RuntimeError {
         /// The offending path, on the host.
         path: PathBuf,
     },
+    /// A volume mount cannot be honoured: bad name or target, no such volume, too many.
+    #[error("volume `{name}`: {why}")]
+    InvalidVolume {
+        /// The volume.
+        name: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A volume could not be made ready for the container (its idmapped mount, or the hand-over).
+    #[error("volume `{name}`: {what}")]
+    Volume {
+        /// The volume.
+        name: String,
+        /// The step.
+        what: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// `args` is empty or `args[0]` is.
     #[error("no command to run")]
     NoCommand,

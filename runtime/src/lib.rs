@@ -5,8 +5,9 @@
 //! unprivileged host uid `id_base`), sets its `RLIMIT_NOFILE`, puts it in its cgroup v2 with its
 //! limits ([`Cgroup`]) and only then releases it. The child unshares a cgroup namespace, sets its
 //! host name, brings up `lo`, builds its root filesystem (read-only, or a throwaway overlay the
-//! parent mounted; [`rootfs`]) with masked `/proc`, read-only `/sys` and its cgroup ([`kernfs`]) and a minimal
-//! `/dev` ([`devfs`]), pivots into it, drops every capability it was not given, changes identity,
+//! parent mounted; [`rootfs`]) with its volumes (idmapped mounts the parent made once the id maps
+//! were written, passed over a socket; module `volumes`), masked `/proc`, read-only `/sys` and
+//! its cgroup ([`kernfs`]) and a minimal `/dev` ([`devfs`]), pivots into it, drops every capability it was not given, changes identity,
 //! sets `no_new_privs`, redirects stdio ([`process`]), installs its seccomp filters last, and execs.
 //! The caller gets the pid (in the caller's pid namespace), the read ends of the stdout and stderr
 //! pipes, and the cgroup, and must reap the pid itself (keel-init reaps every child with
@@ -25,6 +26,7 @@ mod cgroup;
 mod child;
 pub mod devfs;
 mod error;
+mod exec;
 pub mod kernfs;
 pub mod namespaces;
 mod overlay;
@@ -34,6 +36,7 @@ mod seccomp;
 mod status;
 mod sys;
 pub mod userns;
+mod volumes;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -49,6 +52,7 @@ use crate::userns::IdMap;
 
 pub use crate::cgroup::{prepare_cgroups, Cgroup, CONTROLLERS};
 pub use crate::error::RuntimeError;
+pub use crate::exec::{connect_failure, connect_in, exec_in, Joined};
 pub use crate::status::{signal_name, ExitStatus};
 
 /// Where the host's device nodes are (bind-mounted into each container's `/dev`, and over the
@@ -74,6 +78,10 @@ pub struct Host<'a> {
     /// only the container's mount namespace keeps them, and they vanish with it. The directory
     /// itself stays, empty.
     pub scratch: &'a Path,
+    /// Directory holding the volume directories a container's `volumes` name (keel-init:
+    /// [`keel_plan::VOLUMES_DIR`]); each is mounted into the container idmapped (see
+    /// `volumes`). `None`: a container with volumes fails to start.
+    pub volumes: Option<&'a Path>,
 }
 
 /// A started container: its first process, the read ends of its output pipes, its cgroup.
@@ -111,6 +119,7 @@ pub fn spawn(container: &Container, host: &Host) -> Result<Running, RuntimeError
     let ids = IdMap::new(container.id_base)?;
     let root = rootfs::root_dir(host.images, &container.rootfs)?;
     let tmpfs = rootfs::check(&root, &container.tmpfs)?;
+    let mut volumes = volumes::Volumes::prepare(&root, host.volumes, &container.volumes)?;
     let exec = process::Exec::new(&container.args, &container.env)?;
     let keep = caps::mask(&container.capabilities)?;
     let programs = seccomp::load(container.seccomp.as_deref())?;
@@ -134,6 +143,7 @@ pub fn spawn(container: &Container, host: &Host) -> Result<Running, RuntimeError
         .and_then(sys::above_stdio)
         .map_err(|source| RuntimeError::Open { path: null_path, source })?;
     let setup = Setup {
+        volumes: volumes.child_side(),
         root,
         layout,
         tmpfs,
@@ -151,7 +161,8 @@ pub fn spawn(container: &Container, host: &Host) -> Result<Running, RuntimeError
 
     // Our copies of the child's ends: the report pipe reads EOF once the child has exec'd.
     drop((out_w, err_w, report_w, null, sync_r));
-    if let Err(e) = release(pid, ids, container, cgroup.as_ref(), sync_w) {
+    volumes.cloned();
+    if let Err(e) = release(pid, ids, container, cgroup.as_ref(), &volumes, sync_w) {
         // Closing the sync pipe (done) makes the child fail at once; make sure it is gone.
         let _ = sys::kill(pid, libc::SIGKILL);
         reap(pid);
@@ -185,6 +196,7 @@ fn release(
     ids: IdMap,
     container: &Container,
     cgroup: Option<&Cgroup>,
+    volumes: &volumes::Volumes,
     sync: OwnedFd,
 ) -> Result<(), RuntimeError> {
     ids.apply(pid)?;
@@ -195,6 +207,8 @@ fn release(
     if let Some(cgroup) = cgroup {
         cgroup.add(pid)?;
     }
+    // Needs the id maps: the mounts are idmapped through the child's user namespace.
+    volumes.attach(pid)?;
     File::from(sync).write_all(&[1]).map_err(RuntimeError::Release)
 }
 
@@ -218,6 +232,8 @@ struct Setup {
     keep: u64,
     programs: Vec<Program>,
     stdio: process::Stdio,
+    /// Its volumes: where the child receives and attaches them.
+    volumes: volumes::ChildSide,
     /// The sync pipe: (read, write).
     sync: (RawFd, RawFd),
 }
@@ -233,6 +249,7 @@ fn child_plan(container: &Container, setup: Setup, exec: process::Exec) -> Resul
     let (root_steps, new_root) = rootfs::root_steps(&setup.root, &setup.layout)?;
     steps.extend(root_steps);
     steps.extend(rootfs::tmpfs_steps(&new_root, &setup.tmpfs)?);
+    steps.extend(setup.volumes.steps(&new_root)?);
     let host_dev = Path::new(HOST_DEV);
     steps.extend(kernfs::steps(&new_root, host_dev, setup.cgroup)?);
     steps.extend(devfs::steps(&new_root, host_dev)?);
@@ -320,6 +337,7 @@ mod tests {
             programs: (0..programs).map(|_| program()).collect(),
             stdio: process::Stdio { stdin: 10, stdout: 11, stderr: 12 },
             sync: (20, 21),
+            volumes: volumes::ChildSide::default(),
         }
     }
 

@@ -287,6 +287,133 @@ impl Syscalls for Real {
         check(unsafe { libc::setsid() }).map(drop)
     }
 
+    fn setns(&mut self, fd: RawFd, nstype: c_int) -> Result<(), Errno> {
+        // SAFETY: setns takes integers; the descriptor is the child's copy of one the parent opened.
+        check(unsafe { libc::setns(fd, nstype) }).map(drop)
+    }
+
+    fn tcp_connect(&mut self, port: u16, timeout_ms: u32) -> Result<(), Errno> {
+        // SAFETY: socket takes integers.
+        let fd = check(unsafe {
+            libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
+        })? as c_int;
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr { s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be() },
+            sin_zero: [0; 8],
+        };
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: connect reads `len` bytes of the sockaddr_in on our stack.
+        match check(unsafe { libc::connect(fd, (&addr as *const libc::sockaddr_in).cast(), len) }) {
+            Ok(_) => return Ok(()),
+            Err(Errno(libc::EINPROGRESS)) => {}
+            Err(e) => return Err(e),
+        }
+        let mut pfd = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+        let timeout = c_int::try_from(timeout_ms).unwrap_or(c_int::MAX);
+        // SAFETY: poll reads and writes the one pollfd on our stack.
+        if check(unsafe { libc::poll(&mut pfd, 1, timeout) })? == 0 {
+            return Err(Errno(libc::ETIMEDOUT));
+        }
+        let mut err: c_int = 0;
+        let mut err_len = std::mem::size_of::<c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `err_len` bytes into `err`, on our stack.
+        check(unsafe {
+            libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, (&mut err as *mut c_int).cast(), &mut err_len)
+        })?;
+        if err == 0 {
+            Ok(())
+        } else {
+            Err(Errno(err))
+        }
+    }
+
+    fn exit(&mut self, code: c_int) -> Result<(), Errno> {
+        // SAFETY: _exit ends this (cloned) process without running the parent's destructors.
+        unsafe { libc::_exit(code) }
+    }
+
+    fn receive_fds(&mut self, sock: RawFd, into: &[RawFd]) -> Result<(), Errno> {
+        if into.len() > MAX_FDS {
+            return Err(Errno(libc::EINVAL));
+        }
+        let mut byte = 0u8;
+        let mut iov = libc::iovec { iov_base: (&mut byte as *mut u8).cast(), iov_len: 1 };
+        // u64 words: aligned for `struct cmsghdr`; room for MAX_FDS descriptors (CMSG_SPACE).
+        let mut control = [0u64; CONTROL_WORDS];
+        // SAFETY: msghdr is plain data (integers and pointers); all zeroes is a valid value.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        let n = loop {
+            // SAFETY: recvmsg writes at most one byte into `byte` (the iovec) and at most
+            // `msg_controllen` bytes into `control`, both on our stack and alive for the call.
+            match check(unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) } as i64) {
+                Err(Errno(libc::EINTR)) => continue,
+                r => break r?,
+            }
+        };
+        let mut got = 0usize;
+        let mut failed = None;
+        // SAFETY: `msg` was filled in by recvmsg; CMSG_FIRSTHDR and CMSG_NXTHDR stay inside
+        // `msg_control`/`msg_controllen` (which the kernel set to the bytes it wrote) and return
+        // null at the end.
+        let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+        while !cmsg.is_null() {
+            // SAFETY: a non-null header from CMSG_FIRSTHDR/CMSG_NXTHDR lies within `control`.
+            let (level, kind, len) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type, (*cmsg).cmsg_len as usize) };
+            if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
+                // SAFETY: CMSG_LEN only computes a length.
+                let header = unsafe { libc::CMSG_LEN(0) } as usize;
+                let count = len.saturating_sub(header) / std::mem::size_of::<c_int>();
+                // SAFETY: CMSG_DATA points just past this header, inside `control`.
+                let data = unsafe { libc::CMSG_DATA(cmsg) } as *const c_int;
+                for i in 0..count {
+                    // SAFETY: the kernel wrote `count` ints after the header; they may be unaligned.
+                    let fd = unsafe { data.add(i).read_unaligned() };
+                    if let Some(&slot) = into.get(got) {
+                        // SAFETY: dup3 takes integers: `fd` is ours (just received), `slot` is the
+                        // number the parent reserved (a placeholder it replaces atomically).
+                        if let Err(e) = check(unsafe { libc::dup3(fd, slot, libc::O_CLOEXEC) }) {
+                            failed = failed.or(Some(e));
+                        }
+                    }
+                    // SAFETY: `fd` was received by us and is closed once, here.
+                    unsafe { libc::close(fd) };
+                    got += 1;
+                }
+            }
+            // SAFETY: as for CMSG_FIRSTHDR above.
+            cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if n != 1 || got != into.len() || msg.msg_flags & libc::MSG_CTRUNC != 0 {
+            return Err(Errno(libc::EPROTO));
+        }
+        Ok(())
+    }
+
+    fn move_mount(&mut self, fd: RawFd, target: &CStr) -> Result<(), Errno> {
+        // SAFETY: move_mount reads two NUL-terminated paths (an empty one with
+        // MOVE_MOUNT_F_EMPTY_PATH: the source is `fd` itself), both outliving the call.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                fd,
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                target.as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        })
+        .map(drop)
+    }
+
     fn execve(&mut self, path: &CStr, exec: &Exec) -> Errno {
         // SAFETY: `path` is NUL-terminated; argv and envp are NUL-terminated arrays of pointers to
         // NUL-terminated strings, all owned by `exec`, which outlives the call.
@@ -346,6 +473,20 @@ pub(crate) fn clone_child(flags: c_int, report: RawFd, child: impl FnOnce() -> F
     }
 }
 
+/// Run `f` (a clone) with the caller's children going into the pid namespace `ns`, then put the
+/// caller back to `own` (its own: always allowed, being an ancestor of `ns`).
+pub(crate) fn with_pid_ns<T>(ns: &OwnedFd, own: &OwnedFd, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    // SAFETY: setns takes integers; CLONE_NEWPID changes only where the caller's later children go.
+    check_io(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWPID) })?;
+    let result = f();
+    // SAFETY: as above, back to the caller's own pid namespace.
+    let back = check_io(unsafe { libc::setns(own.as_raw_fd(), libc::CLONE_NEWPID) });
+    match (result, back) {
+        (Ok(v), Ok(_)) => Ok(v),
+        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+    }
+}
+
 /// Wait for `pid` to end; returns the raw wait status.
 pub(crate) fn waitpid(pid: libc::pid_t) -> io::Result<c_int> {
     loop {
@@ -396,4 +537,117 @@ pub(crate) fn detach(target: &CStr) -> io::Result<()> {
 pub(crate) fn kill(pid: libc::pid_t, sig: c_int) -> io::Result<()> {
     // SAFETY: kill takes integers.
     check_io(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// Most descriptors one [`Syscalls::receive_fds`] takes (the volumes of one container).
+pub(crate) const MAX_FDS: usize = 32;
+/// `CMSG_SPACE(MAX_FDS * sizeof(int))` in u64 words, rounded up: 16 + 128 bytes on 64-bit Linux.
+const CONTROL_WORDS: usize = (16 + MAX_FDS * 4).div_ceil(8) + 1;
+
+/// `OPEN_TREE_CLONE`: a detached copy of the mount at the path (linux/mount.h).
+const OPEN_TREE_CLONE: c_uint = 1;
+/// `MOVE_MOUNT_F_EMPTY_PATH`: the source is the descriptor itself (linux/mount.h).
+const MOVE_MOUNT_F_EMPTY_PATH: c_uint = 0x4;
+/// `MOUNT_ATTR_*` flags of mount_setattr(2) (linux/mount.h).
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
+/// No set-user-id or set-group-id bits honoured.
+pub(crate) const MOUNT_ATTR_NOSUID: u64 = 0x2;
+/// No device files honoured.
+pub(crate) const MOUNT_ATTR_NODEV: u64 = 0x4;
+/// Ids seen through the mount are mapped by a user namespace.
+pub(crate) const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+/// `struct mount_attr` (linux/mount.h), MOUNT_ATTR_SIZE_VER0 = 32 bytes.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// A connected pair of AF_UNIX datagram sockets, close-on-exec and numbered above 2.
+pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1 as c_int; 2];
+    // SAFETY: socketpair writes two descriptors into the array we pass.
+    check_io(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
+    let [a, b] = fds;
+    // SAFETY: socketpair succeeded, so both are fresh descriptors that nothing else owns.
+    let (a, b) = unsafe { (OwnedFd::from_raw_fd(a), OwnedFd::from_raw_fd(b)) };
+    Ok((above_stdio(a)?, above_stdio(b)?))
+}
+
+/// open_tree(2) with OPEN_TREE_CLONE: a detached copy of the mount at `path` (not its submounts),
+/// close-on-exec; a symlink at `path` is not followed.
+pub(crate) fn open_tree_clone(path: &CStr) -> io::Result<OwnedFd> {
+    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as c_uint | libc::AT_SYMLINK_NOFOLLOW as c_uint;
+    // SAFETY: open_tree reads the NUL-terminated `path`, which outlives the call.
+    let fd = check_io(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) })?;
+    let fd = RawFd::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    // SAFETY: open_tree returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// mount_setattr(2) on the detached mount `mount`: set `attr` (MOUNT_ATTR_*), and with
+/// MOUNT_ATTR_IDMAP map its ids through the user namespace `userns`. The caller needs
+/// CAP_SYS_ADMIN over the filesystem's user namespace and over `userns`.
+pub(crate) fn mount_setattr(mount: &OwnedFd, attr: u64, userns: &OwnedFd) -> io::Result<()> {
+    let userns_fd = u64::try_from(userns.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    let attr = MountAttr { attr_set: attr, attr_clr: 0, propagation: 0, userns_fd };
+    // SAFETY: mount_setattr reads `size_of::<MountAttr>()` bytes of `attr`, on our stack, and the
+    // empty NUL-terminated path (AT_EMPTY_PATH: the mount is `mount` itself).
+    check_io(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mount.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map(drop)
+}
+
+/// Send one byte with `fds` attached (SCM_RIGHTS) on the socket `sock`.
+pub(crate) fn send_fds(sock: &OwnedFd, fds: &[OwnedFd]) -> io::Result<()> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let bytes = fds.len() * std::mem::size_of::<c_int>();
+    let mut byte = 1u8;
+    let mut iov = libc::iovec { iov_base: (&mut byte as *mut u8).cast(), iov_len: 1 };
+    let mut control = [0u64; CONTROL_WORDS];
+    // SAFETY: msghdr is plain data (integers and pointers); all zeroes is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        msg.msg_control = control.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE only computes a length; it fits `control` (MAX_FDS checked above).
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(bytes as c_uint) } as _;
+        // SAFETY: msg_control points at `control`, large enough for one header and its data.
+        let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+        if cmsg.is_null() {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // SAFETY: `cmsg` points at the start of `control`; the header and the `fds.len()` ints
+        // after it (CMSG_DATA) are inside `control`, which the kernel then reads.
+        unsafe {
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(bytes as c_uint) as _;
+            let data = libc::CMSG_DATA(cmsg) as *mut c_int;
+            for (i, fd) in fds.iter().enumerate() {
+                data.add(i).write_unaligned(fd.as_raw_fd());
+            }
+        }
+    }
+    // SAFETY: sendmsg reads the iovec's one byte and the control buffer set up above, all alive.
+    let n = check_io(unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) } as i64)?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(libc::EPROTO))
+    }
 }

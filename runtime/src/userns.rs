@@ -2,8 +2,9 @@
 //!
 //! Container ids `0..ID_RANGE` are host ids `id_base..id_base + ID_RANGE`, for users and groups
 //! alike, so container root is the unprivileged host uid `id_base`. The builder stores each tree
-//! with its owners already shifted by `id_base`, so files show their image owners inside and no
-//! idmapped mount is needed. The parent is real root in the parent namespace, so it writes
+//! with its owners already shifted by `id_base`, so files show their image owners inside and the
+//! root needs no idmapped mount (volumes, shared between ranges, get one: `crate::volumes`). The
+//! parent is real root in the parent namespace, so it writes
 //! `gid_map` itself and leaves `setgroups` allowed (the container may call setgroups(2)).
 
 use std::fs;

@@ -60,7 +60,7 @@ fn a_container_runs_in_its_own_cgroup_and_cgroup_namespace() {
     within_timeout(|| {
         let images = Images::new();
         let parent = Parent::new();
-        let host = Host { images: images.path(), cgroups: Some(&parent.0), scratch: &images.scratch() };
+        let host = Host { images: images.path(), cgroups: Some(&parent.0), scratch: &images.scratch(), volumes: None };
 
         // Placed before it runs anything: the host sees its pid in <parent>/test.
         let running = spawn(&common::container(&["sleep", "100"]), &host).expect("container starts");
@@ -97,7 +97,7 @@ fn limits_are_enforced_or_refused() {
     within_timeout(|| {
         let images = Images::new();
         let parent = Parent::new();
-        let host = Host { images: images.path(), cgroups: Some(&parent.0), scratch: &images.scratch() };
+        let host = Host { images: images.path(), cgroups: Some(&parent.0), scratch: &images.scratch(), volumes: None };
         let mut c = sh("echo mem=$(cat /sys/fs/cgroup/memory.max); echo pids=$(cat /sys/fs/cgroup/pids.max); \
                         echo swap=$(cat /sys/fs/cgroup/memory.swap.max); \
                         for i in 1 2 3 4 5 6 7 8; do sleep 5 & done 2>&1; echo forked");

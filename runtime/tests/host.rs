@@ -122,7 +122,7 @@ fn only_the_containers_mounts_are_visible() {
 fn the_container_can_be_killed() {
     let status = within_timeout(|| {
         let images = Images::new();
-        let host = Host { images: images.path(), cgroups: None, scratch: &images.scratch() };
+        let host = Host { images: images.path(), cgroups: None, scratch: &images.scratch(), volumes: None };
         let running = spawn(&container(&["sleep", "100"]), &host).expect("container starts");
         // SIGTERM from outside is dropped: pid 1 of a namespace has no handler for it.
         running.signal(libc::SIGKILL).expect("kill");
@@ -134,7 +134,7 @@ fn the_container_can_be_killed() {
 #[test]
 fn bad_trees_and_settings_are_refused_before_any_clone() {
     let images = Images::new();
-    let host = Host { images: images.path(), cgroups: None, scratch: &images.scratch() };
+    let host = Host { images: images.path(), cgroups: None, scratch: &images.scratch(), volumes: None };
     fs::remove_dir(images.root().join("sys")).expect("rmdir");
     match spawn(&container(&["/bin/true"]), &host) {
         Err(RuntimeError::MountPoint { path }) => assert!(path.ends_with("sys")),

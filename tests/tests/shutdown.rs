@@ -69,12 +69,21 @@ fn power_button_stops_gracefully(arch: Arch) {
     assert!(status.success(), "{arch}: QEMU exited with {status}:\n{console}");
 
     let button = line(&lines, "keel: power button pressed: stopping containers", arch, &console);
-    let term =
-        line(&lines, &format!("keel: sending SIGTERM to containers, SIGKILL in {} s", GRACE.as_secs()), arch, &console);
+    let term = line(
+        &lines,
+        &format!("keel: sending SIGTERM to polite, stubborn; SIGKILL in {} s", GRACE.as_secs()),
+        arch,
+        &console,
+    );
     line(&lines, "polite| got SIGTERM", arch, &console);
     line(&lines, "stubborn| ignoring SIGTERM", arch, &console);
     let polite = line(&lines, "keel: container polite exited with status 0", arch, &console);
-    let kill = line(&lines, "keel: containers still running: sending SIGKILL", arch, &console);
+    let kill = line(
+        &lines,
+        &format!("keel: container stubborn still running {} s after SIGTERM: sending SIGKILL", GRACE.as_secs()),
+        arch,
+        &console,
+    );
     let stubborn = line(&lines, "keel: container stubborn killed by signal SIGKILL", arch, &console);
     let off = line(&lines, POWER_DOWN_LINE, arch, &console);
     assert!(

@@ -82,21 +82,26 @@ impl<'a> Locator<'a> {
     }
 
     fn bare_key_at(&self, span: &Range<usize>) -> String {
-        let text = self.source.get(span.clone()).unwrap_or("").trim();
-        if is_key(text) && !text.chars().all(|c| c.is_ascii_digit() || c == '.') {
-            return text.to_string();
-        }
         let line_start = self.source.get(..span.start).and_then(|s| s.rfind('\n')).map(|i| i + 1).unwrap_or(0);
         let line = self.source.get(line_start..).unwrap_or("").lines().next().unwrap_or("");
         let rel = span.start.saturating_sub(line_start);
         let before = line.get(..rel.min(line.len())).unwrap_or(line);
+        // Inside an inline table (`health = { every = 1 }`): its key first.
+        let within = |k: &str| match inline_tables(before) {
+            outer if outer.is_empty() => k.to_string(),
+            outer => format!("{outer}.{k}"),
+        };
+        let text = self.source.get(span.clone()).unwrap_or("").trim();
+        if is_key(text) && !text.chars().all(|c| c.is_ascii_digit() || c == '.') {
+            return within(text);
+        }
         // The nearest `key =` left of the span on its line.
         if let Some(eq) = before.rfind('=') {
             let lhs = &before[..eq];
             let start = lhs.rfind(['{', ',']).map(|i| i + 1).unwrap_or(0);
             let k = lhs[start..].trim();
             if is_key(k) {
-                return k.to_string();
+                return within(k);
             }
         }
         String::new()
@@ -117,6 +122,28 @@ impl<'a> Locator<'a> {
             name(last)
         }
     }
+}
+
+/// The keys of the inline tables still open at the end of `line` (`a = { b = { c` → `a.b`).
+fn inline_tables(line: &str) -> String {
+    let mut open: Vec<String> = Vec::new();
+    let mut in_string = false;
+    for (i, c) in line.char_indices() {
+        match c {
+            '"' => in_string = !in_string,
+            '{' if !in_string => {
+                let lhs = line[..i].trim_end().strip_suffix('=').unwrap_or("");
+                let start = lhs.rfind(['{', ',']).map(|j| j + 1).unwrap_or(0);
+                open.push(lhs[start..].trim().to_string());
+            }
+            '}' if !in_string => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    open.retain(|k| is_key(k));
+    open.join(".")
 }
 
 fn is_key(s: &str) -> bool {
@@ -149,6 +176,6 @@ mod tests {
         let src = "p = { path = \"a\", sha256 = 5 }\n";
         let l = Locator::new(Path::new("x.toml"), src);
         let start = src.rfind('5').unwrap();
-        assert_eq!(l.key_at(&(start..start + 1)), "sha256");
+        assert_eq!(l.key_at(&(start..start + 1)), "p.sha256");
     }
 }

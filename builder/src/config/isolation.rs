@@ -25,7 +25,7 @@ pub const MIN_MEMORY: u64 = 4 << 20;
 /// The kernel's default `fs.nr_open`: the highest RLIMIT_NOFILE a process can get.
 pub const MAX_NOFILE: u64 = 1 << 20;
 /// Paths the runtime manages itself: no tmpfs may be put there.
-const RESERVED: [&str; 3] = ["/proc", "/sys", "/dev"];
+pub(super) const RESERVED: [&str; 3] = ["/proc", "/sys", "/dev"];
 
 /// Which seccomp filter a container gets.
 #[derive(Debug, Clone, PartialEq, Eq)]

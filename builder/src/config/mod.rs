@@ -5,8 +5,11 @@
 
 mod diag;
 pub mod isolation;
+pub mod logs;
 mod schema;
+pub mod supervision;
 pub mod units;
+pub mod volumes;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -52,6 +55,8 @@ pub struct Config {
     pub data_size: u64,
     /// `[[container]]`, in file order.
     pub containers: Vec<ContainerConfig>,
+    /// `[[volume]]`, in file order.
+    pub volumes: Vec<volumes::VolumeConfig>,
 }
 
 /// The pinned input files for one arch, read and verified.
@@ -106,6 +111,8 @@ pub struct HostConfig {
     pub disk_timeout: Duration,
     /// On a graceful stop, how long containers get between SIGTERM and SIGKILL.
     pub shutdown_grace: Duration,
+    /// Bounds of each container's log files on keel-data.
+    pub logs: keel_plan::Logs,
 }
 
 /// One `[[container]]`.
@@ -133,6 +140,14 @@ pub struct ContainerConfig {
     pub isolation: isolation::Isolation,
     /// When keel-init starts it again after it exits.
     pub restart: Restart,
+    /// The backoff of its restarts.
+    pub restart_delay: keel_plan::RestartDelay,
+    /// Containers started before it (with the spans of their names).
+    pub depends_on: Vec<(String, Range<usize>)>,
+    /// Its health check.
+    pub health: Option<keel_plan::Health>,
+    /// Volumes mounted into it, in config order.
+    pub volumes: Vec<volumes::MountConfig>,
     /// Span of the whole table, for errors about it as a whole.
     pub span: Range<usize>,
 }
@@ -321,6 +336,15 @@ impl Validator<'_> {
             },
         };
         let kernel = self.kernel(raw.kernel);
+        // Where a log budget that does not fit in keel-data is reported.
+        let log_span = [
+            (raw.host.log_files.as_ref().map(Spanned::span), "host.log-files"),
+            (raw.host.log_size.as_ref().map(Spanned::span), "host.log-size"),
+            (raw.disk.data_size.as_ref().map(Spanned::span), "disk.data-size"),
+        ]
+        .into_iter()
+        .find_map(|(span, key)| span.map(|s| (s, key)))
+        .unwrap_or((0..0, "host.log-size"));
         let host = self.host(raw.host, &name);
         let data_size = match &raw.disk.data_size {
             None => DEFAULT_DATA_SIZE,
@@ -336,6 +360,7 @@ impl Validator<'_> {
                 }
             },
         };
+        let volumes = self.volumes(raw.volumes);
         let mut containers = Vec::new();
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
         for (index, c) in raw.containers.into_iter().enumerate() {
@@ -356,7 +381,10 @@ impl Validator<'_> {
         if containers.is_empty() {
             self.err(&(0..0), "container", "no [[container]]: an image needs at least one container");
         }
-        Config { path: PathBuf::new(), source: String::new(), name, arch, kernel, host, data_size, containers }
+        self.order(&containers);
+        self.log_budget(host.logs, containers.len(), data_size, (&log_span.0, log_span.1));
+        self.volume_names(&volumes, &containers);
+        Config { path: PathBuf::new(), source: String::new(), name, arch, kernel, host, data_size, containers, volumes }
     }
 
     fn file(&mut self, key: String, f: Spanned<RawFile>) -> FileRef {
@@ -469,7 +497,8 @@ impl Validator<'_> {
                 DEFAULT_SHUTDOWN_GRACE
             }),
         };
-        HostConfig { hostname, on_exit, on_failure, disk_timeout, shutdown_grace }
+        let logs = self.logs(h.log_size.as_ref(), h.log_files.as_ref());
+        HostConfig { hostname, on_exit, on_failure, disk_timeout, shutdown_grace, logs }
     }
 
     fn container(&mut self, index: usize, c: RawContainer, span: Range<usize>) -> ContainerConfig {
@@ -535,10 +564,18 @@ impl Validator<'_> {
                 }
             },
         };
+        let restart_delay = self.restart_delay(index, c.restart_delay.as_ref(), c.restart_max_delay.as_ref());
+        let depends_on = self.depends_on(index, c.depends_on);
+        let health = self.health(index, c.health);
+        let volumes = self.container_volumes(index, c.volumes, &isolation.tmpfs);
         ContainerConfig {
             index,
             isolation,
             restart,
+            restart_delay,
+            depends_on,
+            health,
+            volumes,
             name,
             image: c.image.get_ref().clone(),
             image_span: c.image.span(),

@@ -21,6 +21,20 @@ pub struct RawConfig {
     pub disk: RawDisk,
     #[serde(default, rename = "container")]
     pub containers: Vec<Spanned<RawContainer>>,
+    #[serde(default, rename = "volume")]
+    pub volumes: Vec<Spanned<RawVolume>>,
+}
+
+/// One `[[volume]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawVolume {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub owner: Option<Spanned<String>>,
+    /// Read only to say that keel cannot enforce it yet.
+    #[serde(default)]
+    pub size: Option<Spanned<toml::Value>>,
 }
 
 /// `[kernel]`.
@@ -61,6 +75,10 @@ pub struct RawHost {
     pub disk_timeout: Option<Spanned<String>>,
     #[serde(default)]
     pub shutdown_grace: Option<Spanned<String>>,
+    #[serde(default)]
+    pub log_size: Option<Spanned<String>>,
+    #[serde(default)]
+    pub log_files: Option<Spanned<i64>>,
 }
 
 /// `[disk]`.
@@ -105,6 +123,34 @@ pub struct RawContainer {
     pub tmpfs: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub restart: Option<Spanned<String>>,
+    #[serde(default)]
+    pub restart_delay: Option<Spanned<String>>,
+    #[serde(default)]
+    pub restart_max_delay: Option<Spanned<String>>,
+    #[serde(default)]
+    pub depends_on: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub health: Option<Spanned<RawHealth>>,
+    #[serde(default)]
+    pub volumes: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// `health = { … }` of a container.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawHealth {
+    #[serde(default)]
+    pub cmd: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub tcp: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub interval: Option<Spanned<String>>,
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub retries: Option<Spanned<Number>>,
+    #[serde(default)]
+    pub start_period: Option<Spanned<String>>,
 }
 
 /// A number that may be written as an integer, a float, or a string such as `"max"`.

@@ -164,3 +164,72 @@ fn restart_defaults_to_on_failure_and_parses() {
     assert!(d.message.contains("expected no, on-failure or always"), "{d}");
     assert_eq!(d.line, 17);
 }
+
+#[test]
+fn health_checks_parse_with_defaults() {
+    assert_eq!(parse(GOOD).unwrap().containers[0].health, None);
+    let c = parse(&with_container_keys("health = { tcp = 5432, interval = \"5s\" }")).unwrap();
+    let h = c.containers[0].health.clone().unwrap();
+    assert_eq!(h.check, keel_plan::HealthCheck::Tcp(5432));
+    assert_eq!((h.interval_ms, h.timeout_ms, h.retries, h.start_period_ms), (5_000, 10_000, 3, 0));
+    let c = parse(&with_container_keys(
+        "health = { cmd = [\"/bin/check\", \"-q\"], interval = \"1s\", timeout = \"500ms\", retries = 2, start-period = \"20s\" }",
+    ))
+    .unwrap();
+    let h = c.containers[0].health.clone().unwrap();
+    assert_eq!(h.check, keel_plan::HealthCheck::Cmd(vec!["/bin/check".into(), "-q".into()]));
+    assert_eq!((h.interval_ms, h.timeout_ms, h.retries, h.start_period_ms), (1_000, 500, 2, 20_000));
+}
+
+#[test]
+fn bad_health_checks_are_located() {
+    for (keys, key, needle) in [
+        ("health = { interval = \"1s\" }", "container[0].health", "needs `cmd = [...]` or `tcp = PORT`"),
+        ("health = { tcp = 1, cmd = [\"x\"] }", "container[0].health.tcp", "not both"),
+        ("health = { tcp = 70000 }", "container[0].health.tcp", "not a TCP port"),
+        ("health = { cmd = [] }", "container[0].health.cmd", "empty"),
+        ("health = { tcp = 80, interval = \"10ms\" }", "container[0].health.interval", "at least 100 ms"),
+        ("health = { tcp = 80, timeout = \"later\" }", "container[0].health.timeout", ""),
+        ("health = { tcp = 80, retries = 0 }", "container[0].health.retries", "1 to 1000"),
+        ("health = { tcp = 80, every = \"1s\" }", "container[0].health.every", "unknown field"),
+    ] {
+        let d = first_error(&with_container_keys(keys));
+        assert_eq!(d.key, key, "{keys}: {d}");
+        assert!(d.message.contains(needle), "{keys}: {d}");
+        assert_eq!(d.line, 17, "{keys}: {d}");
+    }
+}
+
+fn chain(deps: &[(&str, &str)]) -> String {
+    let mut src = GOOD.to_string();
+    for (name, keys) in deps {
+        src.push_str(&format!("\n[[container]]\nname = \"{name}\"\nimage = \"dir:x\"\n{keys}\n"));
+    }
+    src
+}
+
+#[test]
+fn depends_on_parses() {
+    let c = parse(&chain(&[("db", ""), ("web", "depends-on = [\"db\", \"hello\"]")])).unwrap();
+    let names: Vec<&str> = c.containers[2].depends_on.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["db", "hello"]);
+}
+
+#[test]
+fn bad_dependencies_are_located() {
+    let d = first_error(&chain(&[("web", "depends-on = [\"nosuch\"]")]));
+    assert_eq!((d.key.as_str(), d.line), ("container[1].depends-on[0]", 21), "{d}");
+    assert!(d.message.contains("no container is named `nosuch`"), "{d}");
+    let d = first_error(&chain(&[("web", "depends-on = [\"web\"]")]));
+    assert!(d.message.contains("cannot depend on itself"), "{d}");
+    let d = first_error(&chain(&[("web", "depends-on = [\"hello\", \"hello\"]")]));
+    assert_eq!(d.key, "container[1].depends-on[1]", "{d}");
+    assert!(d.message.contains("listed twice"), "{d}");
+    let d = first_error(&chain(&[
+        ("a", "depends-on = [\"b\"]"),
+        ("b", "depends-on = [\"c\"]"),
+        ("c", "depends-on = [\"a\", \"hello\"]"),
+    ]));
+    assert_eq!(d.key, "container[1].depends-on", "{d}");
+    assert!(d.message.contains("depends-on makes a cycle: a -> b -> c -> a"), "{d}");
+}

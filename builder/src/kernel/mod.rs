@@ -19,6 +19,11 @@ pub use closure::{closure, Wanted};
 pub const BASE_MODULES: &[&str] =
     &["virtio_pci", "virtio_mmio", "virtio_blk", "crc32c_generic", "ext4", "overlay", "virtio_rng"];
 
+/// The [`BASE_MODULES`] a kernel may lack and still boot keel: virtio-mmio (PCI machines do
+/// without it) and virtio-rng (without it the random pool is seeded by the CPU's RNG
+/// instruction and the firmware's EFI_RNG_PROTOCOL seed alone, when they exist).
+pub const OPTIONAL_BASE_MODULES: &[&str] = &["virtio_mmio", "virtio_rng"];
+
 /// Modules that turn the machine's power button into input events keel-init reads (`evdev`
 /// makes `/dev/input/event*`): the ACPI button driver on x86_64 (QEMU's `system_powerdown` is an
 /// ACPI power button press; Debian builds it as a module there). On aarch64 Debian builds the

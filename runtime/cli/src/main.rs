@@ -117,7 +117,7 @@ fn run(bundle: &Path, seccomp: Option<&Path>, id: &str) -> Result<ExitStatus> {
     let container = spec.container(id, &root.name, seccomp, cgroups.is_some())?;
     let scratch = Path::new(host::SCRATCH);
     std::fs::create_dir_all(scratch).with_context(|| format!("create {}", scratch.display()))?;
-    let host = Host { images: &root.parent, cgroups: cgroups.as_deref(), scratch };
+    let host = Host { images: &root.parent, cgroups: cgroups.as_deref(), scratch, volumes: None };
     timing.mark("read config, check host");
 
     let running = spawn(&container, &host).with_context(|| format!("start container {id}"))?;

@@ -18,6 +18,8 @@ pub const DATA_LABEL: &str = "keel-data";
 pub const IMAGES_MOUNT: &str = "/run/keel/images";
 /// Where keel-init mounts the data partition (read-write).
 pub const DATA_MOUNT: &str = "/run/keel/data";
+/// Where the volumes are: `VOLUMES_DIR/<name>`, a directory on keel-data ([`DATA_MOUNT`]).
+pub const VOLUMES_DIR: &str = "/run/keel/data/volumes";
 /// Prefix of every boot-timeline line on the console: `keel-timeline: <seconds> <event> [detail]`.
 pub const TIMELINE_PREFIX: &str = "keel-timeline:";
 /// How many ids each container's user namespace maps: container ids `0..ID_RANGE` are host ids

@@ -185,7 +185,7 @@ pub fn collect(running: Running) -> Result<Outcome, RuntimeError> {
 
 /// Start `c` on `images` with `cgroups`, read both pipes to the end, reap it.
 pub fn run_on(images: &Images, cgroups: Option<&Path>, c: &Container) -> Result<Outcome, RuntimeError> {
-    let host = Host { images: images.path(), cgroups, scratch: &images.scratch() };
+    let host = Host { images: images.path(), cgroups, scratch: &images.scratch(), volumes: None };
     let running = spawn(c, &host)?;
     collect(running)
 }

@@ -2,8 +2,9 @@
 //!
 //! It runs as a container's pid 1 in a booted keel guest. `check` prints one line per isolation
 //! check (`probe: ok NAME DETAIL` / `probe: FAIL NAME DETAIL`) and a summary; the other modes
-//! are workloads (fork bomb, memory hog, CPU spinner, heartbeat, sleep, exit). Every line goes
-//! out in one write(2), and nothing panics: a problem becomes a line.
+//! are workloads (fork bomb, memory hog, CPU spinner, heartbeat, sleep, exit, and fsynced
+//! records for power-cut tests). Every line goes out in one write(2), and nothing panics: a
+//! problem becomes a line.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 mod cgroup;
@@ -12,6 +13,7 @@ mod child;
 mod errno;
 mod hostile;
 mod parse;
+mod records;
 mod report;
 mod sys;
 mod workloads;
@@ -19,7 +21,7 @@ mod workloads;
 use report::say;
 
 const USAGE: &str = "usage: keel-probe check | fork-bomb SECONDS | hog | spin SECONDS | \
-    heartbeat INTERVAL_MS COUNT | sleep SECONDS | exit CODE";
+    heartbeat INTERVAL_MS COUNT | sleep SECONDS | exit CODE | records DIR INTERVAL_MS";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -44,6 +46,7 @@ fn dispatch(args: &[&str]) -> Result<i32, String> {
         ["heartbeat", interval, count] => Ok(workloads::heartbeat(number(interval)?, number(count)?)),
         ["sleep", secs] => Ok(workloads::sleep(number(secs)?)),
         ["exit", code] => Ok(number(code)?),
+        ["records", dir, interval] => Ok(records::run(dir, number(interval)?)),
         [] => Err("no mode given".to_string()),
         other => Err(format!("unknown arguments {other:?}")),
     }

@@ -1,0 +1,149 @@
+//! `depends-on` and health checks, in one boot per arch.
+//!
+//! - `db` listens on TCP 5432 two seconds after it starts; its health check is `tcp = 5432`.
+//! - `api` depends on db, so it starts only once db is healthy; `web` depends on api (no health
+//!   check: running is enough).
+//! - `flaky` passes its `cmd` health check (`test -f /tmp/ok`, run inside its namespaces, where
+//!   /tmp is its own tmpfs) until it deletes the file; two failures in a row make it unhealthy,
+//!   keel-init stops it, and restarts it although it exits 0 (an unhealthy run is a failure).
+//!
+//! Then the power button: web, flaky, then api, then db get SIGTERM, each only once everything
+//! that depends on it has exited. Every container traps SIGTERM, says so, and takes half a second
+//! to exit, so an order mistake shows on the console.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use keel_plan::{Arch, TIMELINE_PREFIX};
+use keel_qemu::{Line, Vm, POWER_DOWN_LINE};
+use keel_tests::{build, busybox_image, kernel_toml, tcg_disk, wait_until};
+
+fn script(name: &str, body: &str) -> String {
+    format!(
+        r#"trap "echo {name} got SIGTERM; sleep 0.5; echo {name} exits; exit 0" TERM; {body} while true; do sleep 0.2; done"#
+    )
+}
+
+fn write_config(dir: &Path) -> PathBuf {
+    let image = busybox_image();
+    let mut c = format!("version = 1\nname = \"supervision\"\n\n{}cmdline = \"quiet\"\n", kernel_toml());
+    c.push_str("\n[host]\nshutdown-grace = \"10s\"\n");
+    let containers = [
+        (
+            "db",
+            script("db", "echo db starting; sleep 2; nc -ll -p 5432 -e /bin/true & echo db listening;"),
+            r#"health = { tcp = 5432, interval = "1s", timeout = "1s", retries = 3, start-period = "60s" }"#,
+        ),
+        ("api", script("api", "echo api up;"), r#"depends-on = ["db"]"#),
+        ("web", script("web", "echo web up;"), r#"depends-on = ["api"]"#),
+        (
+            "flaky",
+            script("flaky", "touch /tmp/ok; echo flaky up; sleep 4; rm /tmp/ok; echo flaky broke;"),
+            r#"health = { cmd = ["/bin/sh", "-c", "test -f /tmp/ok"], interval = "1s", retries = 2 }"#,
+        ),
+    ];
+    for (name, script, extra) in containers {
+        c.push_str(&format!(
+            "\n[[container]]\nname = \"{name}\"\nimage = \"{image}\"\ncommand = [\"/bin/sh\", \"-c\", '{script}']\n{extra}\n"
+        ));
+    }
+    let path = dir.join("supervision.toml");
+    std::fs::write(&path, c).unwrap();
+    path
+}
+
+/// Guest time (CLOCK_BOOTTIME) of each timeline event `EVENT NAME...`, in order.
+fn events(lines: &[Line], event: &str, name: &str) -> Vec<f64> {
+    let want = format!("{event} {name}");
+    lines
+        .iter()
+        .filter_map(|l| {
+            let rest = l.text.split_once(TIMELINE_PREFIX)?.1.trim();
+            let (at, ev) = rest.split_once(' ')?;
+            let ev = ev.trim();
+            (ev == want || ev.starts_with(&format!("{want} "))).then(|| at.parse().ok()).flatten()
+        })
+        .collect()
+}
+
+/// Index of the first console line containing `pattern`.
+fn at(lines: &[Line], pattern: &str, arch: Arch, console: &str) -> usize {
+    lines
+        .iter()
+        .position(|l| l.text.contains(pattern))
+        .unwrap_or_else(|| panic!("{arch}: no `{pattern}` on the console:\n{console}"))
+}
+
+fn dependencies_and_health(arch: Arch) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path());
+    let b = build(&cfg.to_string_lossy(), arch, &format!("supervision-{arch}-{}", std::process::id()));
+    let mut vm = Vm::start(&tcg_disk(arch, &b.img)).expect("start QEMU");
+    wait_until(&mut vm, "web up and flaky restarted", Duration::from_secs(400), arch, |lines| {
+        lines.iter().any(|l| l.text.contains("web| web up"))
+            && lines.iter().filter(|l| l.text.contains("flaky| flaky up")).count() >= 2
+    });
+    vm.powerdown().expect("QMP system_powerdown");
+    let status = vm.wait_exit(Duration::from_secs(120)).expect("the guest powers off");
+    let _ = std::fs::remove_dir_all(&b.dir);
+    let lines = vm.lines();
+    let console = vm.console();
+    assert!(status.success(), "{arch}: QEMU exited with {status}:\n{console}");
+    assert!(lines.iter().any(|l| l.text.contains(POWER_DOWN_LINE)), "{arch}: no clean power-off:\n{console}");
+
+    // Start order: api waits for db's first passing TCP check, web for api.
+    let line = |p: &str| at(&lines, p, arch, &console);
+    let waits = line("keel: container api waits for db");
+    let listening = line("db| db listening");
+    let healthy = line("keel: container db is healthy");
+    let api_up = line("api| api up");
+    let web_up = line("web| web up");
+    assert!(waits < listening && listening < healthy, "{arch}: db healthy before it listened:\n{console}");
+    assert!(healthy < api_up && api_up < web_up, "{arch}: started out of dependency order:\n{console}");
+    let start = |n: &str| events(&lines, "container-start", n);
+    let (db, api, web) = (start("db"), start("api"), start("web"));
+    assert!(db.len() == 1 && api.len() == 1 && web.len() == 1, "{arch}: each started once:\n{console}");
+    assert!(db[0] + 2.0 <= api[0], "{arch}: api started {:.2}s after db, before db listened", api[0] - db[0]);
+    assert!(api[0] <= web[0], "{arch}: web started before api");
+
+    // flaky: healthy, then 2 failures, stopped as unhealthy, restarted although it exited 0.
+    let flaky_healthy = line("keel: container flaky is healthy");
+    let failed = line("keel: container flaky failed its health check (1 of 2): exited with status 1");
+    let unhealthy = line("keel: container flaky is unhealthy: 2 health checks failed in a row");
+    let exited = line("keel: container flaky exited with status 0");
+    let restarting = line("keel: container flaky restarting in 1 s (restart 1)");
+    assert!(
+        flaky_healthy < failed && failed < unhealthy && unhealthy < exited && exited < restarting,
+        "{arch}: flaky's health story is out of order:\n{console}"
+    );
+    assert!(start("flaky").len() >= 2, "{arch}: flaky was not started again:\n{console}");
+
+    // Stop order: web before api before db (each traps SIGTERM and takes 0.5 s to exit).
+    let stop = |n: &str| {
+        *events(&lines, "container-exit", n).last().unwrap_or_else(|| panic!("{arch}: no exit of {n}:\n{console}"))
+    };
+    let (web_exit, api_exit, db_exit) = (stop("web"), stop("api"), stop("db"));
+    assert!(web_exit < api_exit && api_exit < db_exit, "{arch}: stopped out of reverse dependency order:\n{console}");
+    let term_db = line("db| db got SIGTERM");
+    let api_exits = line("api| api exits");
+    let term_api = line("api| api got SIGTERM");
+    let web_exits = line("web| web exits");
+    assert!(web_exits < term_api && api_exits < term_db, "{arch}: a dependency got SIGTERM too early:\n{console}");
+    assert!(!console.contains("sending SIGKILL"), "{arch}: a container needed SIGKILL:\n{console}");
+    eprintln!(
+        "{arch}: db start→api start {:.2}s (db listens after 2 s); stop: web exit→api exit {:.2}s, api exit→db exit {:.2}s",
+        api[0] - db[0],
+        api_exit - web_exit,
+        db_exit - api_exit
+    );
+}
+
+#[test]
+fn dependencies_and_health_x86_64() {
+    dependencies_and_health(Arch::X86_64);
+}
+
+#[test]
+fn dependencies_and_health_aarch64() {
+    dependencies_and_health(Arch::Aarch64);
+}
