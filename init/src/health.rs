@@ -29,6 +29,8 @@ pub struct Watch {
     next: Instant,
     /// The check in flight: its pid and when it is to be killed.
     running: Option<(libc::pid_t, Instant)>,
+    /// The check in flight was killed for its timeout.
+    killed: bool,
     failures: u32,
     healthy: bool,
 }
@@ -37,7 +39,7 @@ impl Watch {
     /// The container started at `started`; its first check is one interval later.
     pub fn new(spec: Health, started: Instant) -> Watch {
         let next = started + Duration::from_millis(spec.interval_ms);
-        Watch { spec, started, next, running: None, failures: 0, healthy: false }
+        Watch { spec, started, next, running: None, killed: false, failures: 0, healthy: false }
     }
 
     /// Its last check passed, and none failed since.
@@ -69,8 +71,9 @@ impl Watch {
     pub fn overdue(&mut self, now: Instant) -> Option<libc::pid_t> {
         match self.running {
             Some((pid, deadline)) if now >= deadline => {
-                // Forget it if it does not die soon (it is reaped as an orphan then).
+                // Killed again if it does not die within KILL_WAIT.
                 self.running = Some((pid, now + KILL_WAIT));
+                self.killed = true;
                 Some(pid)
             }
             _ => None,
@@ -82,16 +85,29 @@ impl Watch {
         self.running.map_or(self.next, |(_, deadline)| deadline)
     }
 
+    /// The check in flight was killed for its timeout (by [`Watch::overdue`]).
+    pub fn timed_out(&self) -> bool {
+        self.killed
+    }
+
+    /// The check in flight (or the attempt to start one) at `now` says nothing: forget it, and
+    /// check again one interval later.
+    pub fn discard(&mut self, now: Instant) {
+        self.running = None;
+        self.killed = false;
+        self.next = now + Duration::from_millis(self.spec.interval_ms);
+    }
+
     /// A check ended at `now`: passed or not. A check that could not start counts as failed.
     pub fn finished(&mut self, passed: bool, now: Instant) -> Verdict {
         self.running = None;
+        self.killed = false;
         self.next = now + Duration::from_millis(self.spec.interval_ms);
         if passed {
-            let was = self.healthy || self.failures > 0;
             let changed = !self.healthy;
             self.failures = 0;
             self.healthy = true;
-            return if changed || !was { Verdict::Healthy } else { Verdict::Quiet };
+            return if changed { Verdict::Healthy } else { Verdict::Quiet };
         }
         let starting = now.saturating_duration_since(self.started) < Duration::from_millis(self.spec.start_period_ms);
         if starting && !self.healthy {
@@ -168,10 +184,26 @@ mod tests {
         w.started_check(42, t1);
         assert!(!w.due(t1 + Duration::from_secs(10)), "one check at a time");
         assert_eq!(w.overdue(t1 + Duration::from_millis(499)), None);
+        assert!(!w.timed_out());
         assert_eq!(w.overdue(t1 + Duration::from_millis(500)), Some(42));
+        assert!(w.timed_out());
         assert_eq!(w.overdue(t1 + Duration::from_millis(600)), None);
         assert_eq!(w.running(), Some(42));
         assert_eq!(w.finished(false, t1 + Duration::from_millis(700)), Verdict::Failed { failures: 1, retries: 3 });
         assert_eq!(w.running(), None);
+        assert!(!w.timed_out());
+    }
+
+    #[test]
+    fn a_discarded_check_counts_for_nothing() {
+        let t0 = Instant::now();
+        let mut w = Watch::new(spec(1, 0), t0);
+        let t1 = t0 + Duration::from_secs(1);
+        w.started_check(7, t1);
+        w.discard(t1);
+        assert_eq!(w.running(), None);
+        assert!(!w.due(t1));
+        assert!(w.due(t1 + Duration::from_secs(1)));
+        assert_eq!(w.finished(false, t1 + Duration::from_secs(1)), Verdict::Unhealthy { failures: 1 });
     }
 }

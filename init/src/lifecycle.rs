@@ -75,8 +75,9 @@ pub fn stop_step(containers: &[StopView], grace: Duration, now: Instant) -> (Vec
     (out, give_up)
 }
 
-/// When [`stop_step`] has something to do next, for the containers already signalled.
-pub fn stop_wake(containers: &[StopView], grace: Duration) -> Option<Instant> {
+/// When [`stop_step`] has something to do next after `now`, for the containers already
+/// signalled (deadlines already past are not waited for again).
+pub fn stop_wake(containers: &[StopView], grace: Duration, now: Instant) -> Option<Instant> {
     containers
         .iter()
         .filter(|c| c.running)
@@ -85,6 +86,7 @@ pub fn stop_wake(containers: &[StopView], grace: Duration) -> Option<Instant> {
             (_, Some(k)) => Some(k + KILL_GRACE),
             (None, None) => None,
         })
+        .filter(|&at| at > now)
         .min()
 }
 
@@ -287,7 +289,7 @@ mod tests {
         c[2].term_at = Some(t0);
         c[3].term_at = Some(t0);
         assert_eq!(stop_step(&c, STOP_GRACE, t0).0, [], "db and api wait for web");
-        assert_eq!(stop_wake(&c, STOP_GRACE), Some(t0 + STOP_GRACE));
+        assert_eq!(stop_wake(&c, STOP_GRACE, t0), Some(t0 + STOP_GRACE));
         let t1 = t0 + Duration::from_secs(1);
         c[2].running = false;
         assert_eq!(stop_step(&c, STOP_GRACE, t1).0, [Send::Term(1)]);
@@ -299,7 +301,8 @@ mod tests {
         c[1].running = false;
         assert_eq!(stop_step(&c, STOP_GRACE, t2).0, [Send::Term(0)]);
         c[0].term_at = Some(t2);
-        assert_eq!(stop_wake(&c, STOP_GRACE), Some(t2 + STOP_GRACE.min(KILL_GRACE)));
+        assert_eq!(stop_wake(&c, STOP_GRACE, t2), Some(t2 + STOP_GRACE.min(KILL_GRACE)));
+        assert_eq!(stop_wake(&c, STOP_GRACE, t2 + STOP_GRACE + KILL_GRACE), None, "past deadlines are not waited for");
         let (_, give_up) = stop_step(&c, STOP_GRACE, t2 + KILL_GRACE);
         assert!(give_up, "the worker outlived its SIGKILL");
     }

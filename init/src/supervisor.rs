@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use keel_plan::{HealthCheck, OnExit};
-use keel_runtime::{signal_name, Cgroup, ExitStatus, Host, Running};
+use keel_runtime::{signal_name, Cgroup, ExitStatus, Host, Running, RuntimeError};
 
 use crate::console;
 use crate::health::{Verdict, Watch};
@@ -30,6 +30,9 @@ use crate::shutdown::Action;
 use crate::sys::{self, Reaped};
 use crate::timeline::{self, Event};
 use crate::usage::{self, Usage};
+
+/// How long a health check's process may take to exec before it counts as failed.
+const EXEC_WITHIN: Duration = Duration::from_secs(5);
 
 /// Read at most this many chunks from one pipe per wakeup, so a chatty container cannot starve
 /// the others or the signals.
@@ -215,6 +218,7 @@ impl<'a> Supervisor<'a> {
                 self.start_ready(Instant::now());
             }
             if let Some(action) = self.life.finished() {
+                self.say_never_started();
                 if self.life.gave_up() {
                     console::say("containers still running after SIGKILL; shutting down anyway");
                 }
@@ -223,6 +227,7 @@ impl<'a> Supervisor<'a> {
                 return action;
             }
             if self.life.idle() && !self.said_idle {
+                self.say_never_started();
                 console::say("every container has exited; waiting for a shutdown signal");
                 self.said_idle = true;
             }
@@ -256,11 +261,16 @@ impl<'a> Supervisor<'a> {
         let now = Instant::now();
         let mut timeout: Option<Duration> = None;
         let mut wake = |t: Duration| timeout = Some(timeout.map_or(t, |old| old.min(t)));
-        if let Some(at) = lifecycle::stop_wake(&self.stop_views(), self.life.grace()) {
+        if let Some(at) = lifecycle::stop_wake(&self.stop_views(), self.life.grace(), now) {
             wake(at.saturating_duration_since(now));
         }
-        for h in self.containers.iter().filter(|c| c.pid.is_some()).filter_map(|c| c.health.as_ref()) {
-            wake(h.wake().saturating_duration_since(now));
+        let stopping = self.life.stopping();
+        for c in self.containers.iter().filter(|c| c.pid.is_some()) {
+            let Some(h) = c.health.as_ref() else { continue };
+            // A check in flight (its timeout), or one that may start (not while stopping).
+            if h.running().is_some() || (!stopping && c.term_at.is_none()) {
+                wake(h.wake().saturating_duration_since(now));
+            }
         }
         if self.containers.iter().any(|c| c.pid.is_some()) {
             wake(oom::INTERVAL);
@@ -314,7 +324,7 @@ impl<'a> Supervisor<'a> {
         if pressed {
             if self.life.stop(Action::Poweroff) {
                 console::say("power button pressed: stopping containers");
-                self.stop_tick(Instant::now());
+                self.begin_stop(Instant::now());
             } else {
                 console::say("power button pressed: shutting down");
             }
@@ -335,7 +345,7 @@ impl<'a> Supervisor<'a> {
                 libc::SIGTERM | libc::SIGINT | libc::SIGPWR => {
                     if self.life.signal(sig) {
                         console::say(format_args!("{} received: stopping containers", signal_name(sig)));
-                        self.stop_tick(Instant::now());
+                        self.begin_stop(Instant::now());
                     } else {
                         console::say(format_args!("{} received: shutting down", signal_name(sig)));
                     }
@@ -408,7 +418,8 @@ impl<'a> Supervisor<'a> {
     fn check_oom(&mut self) {
         for c in self.containers.iter_mut().filter(|c| c.pid.is_some()) {
             if let Some(m) = c.oom.check(&c.name) {
-                console::say(m);
+                console::say(&m);
+                self.logs.note(&c.name, &m);
             }
         }
     }
@@ -416,6 +427,13 @@ impl<'a> Supervisor<'a> {
     /// Start the containers not started yet whose dependencies run (and are healthy, for those
     /// with a health check).
     fn start_ready(&mut self, now: Instant) {
+        // Again after each start: a container may come before its dependency in the file.
+        while self.start_ready_pass(now) {}
+    }
+
+    /// One pass of [`Supervisor::start_ready`]: whether it started (or tried to start) any.
+    fn start_ready_pass(&mut self, now: Instant) -> bool {
+        let mut launched = false;
         for i in 0..self.containers.len() {
             let Some(c) = self.containers.get(i) else { continue };
             if !c.pending {
@@ -441,7 +459,30 @@ impl<'a> Supervisor<'a> {
             c.pending = false;
             c.started = now;
             launch(c, &self.host, &mut self.life, "start");
+            launched = true;
         }
+        launched
+    }
+
+    /// Name the containers that never started, once the machine is done or idle: a dependency
+    /// stopped for good before they could.
+    fn say_never_started(&mut self) {
+        for c in self.containers.iter_mut().filter(|c| c.pending) {
+            c.pending = false;
+            console::say(format_args!("container {} never started: its dependencies did not all run", c.name));
+        }
+    }
+
+    /// A machine stop began at `now`: SIGKILL again what an earlier (health) stop killed, so its
+    /// wait for them starts now, then the first SIGTERMs.
+    fn begin_stop(&mut self, now: Instant) {
+        for c in self.containers.iter_mut().filter(|c| c.pid.is_some() && c.kill_at.is_some()) {
+            c.kill_at = Some(now);
+            if let Some(pid) = c.pid {
+                let _ = sys::kill(pid, libc::SIGKILL);
+            }
+        }
+        self.stop_tick(now);
     }
 
     fn stop_views(&self) -> Vec<StopView> {
@@ -511,8 +552,11 @@ impl<'a> Supervisor<'a> {
             if stopping || c.term_at.is_some() || !watch.due(now) {
                 continue;
             }
+            let timeout = Duration::from_millis(watch.spec().timeout_ms);
             let started = match &watch.spec().check {
-                HealthCheck::Cmd(args) => keel_runtime::exec_in(&c.plan, pid, args, c.cgroup.as_ref()),
+                HealthCheck::Cmd(args) => {
+                    keel_runtime::exec_in(&c.plan, pid, args, c.cgroup.as_ref(), timeout.min(EXEC_WITHIN))
+                }
                 HealthCheck::Tcp(port) => {
                     keel_runtime::connect_in(pid, *port, Duration::from_millis(watch.spec().timeout_ms))
                 }
@@ -523,10 +567,21 @@ impl<'a> Supervisor<'a> {
                     c.check_output =
                         sys::set_nonblocking(joined.output.as_fd()).ok().map(|()| File::from(joined.output));
                 }
-                Err(e) => {
+                // The check itself failed to start (its exec, or it stalled): a failed check.
+                Err(e @ (RuntimeError::Start { .. } | RuntimeError::StartTimeout(_))) => {
                     let why = format!("could not run: {}", console::chain(&e));
                     let verdict = watch.finished(false, now);
                     report_check(c, verdict, &why, now);
+                }
+                // Anything else says nothing of the container's health (it may be exiting: its
+                // pid namespace is going away): try again at the next interval.
+                Err(e) => {
+                    watch.discard(now);
+                    console::say(format_args!(
+                        "container {}: health check not started: {}",
+                        c.name,
+                        console::chain(&e)
+                    ));
                 }
             }
         }
@@ -547,6 +602,12 @@ impl<'a> Supervisor<'a> {
             }
         }
         let Some(watch) = c.health.as_mut() else { return };
+        if status == ExitStatus::Signaled(libc::SIGKILL) && !watch.timed_out() {
+            // SIGKILL not from us: the container is ending (its pid namespace takes the check
+            // with it), and its own exit is what counts.
+            watch.discard(now);
+            return;
+        }
         let passed = status.success();
         let why = match &watch.spec().check {
             HealthCheck::Tcp(port) => {

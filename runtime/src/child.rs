@@ -92,6 +92,8 @@ pub(crate) enum Op {
     ReceiveFds { sock: RawFd, into: Vec<RawFd> },
     /// move_mount(2) of the detached mount `fd` onto `target`.
     MoveMount { fd: RawFd, target: CString },
+    /// PR_SET_DUMPABLE 0: no ptrace or /proc access by the same uid until exec.
+    NotDumpable,
     /// Join the namespace `fd` refers to (setns(2)).
     SetNs { fd: RawFd, nstype: c_int },
     /// Connect a TCP socket to 127.0.0.1:`port`, waiting at most `timeout_ms`.
@@ -174,6 +176,8 @@ pub(crate) trait Syscalls {
     fn close_on_exec_from(&mut self, first: RawFd) -> Result<(), Errno>;
     fn reset_signals(&mut self) -> Result<(), Errno>;
     fn setsid(&mut self) -> Result<(), Errno>;
+    /// prctl(PR_SET_DUMPABLE, 0).
+    fn not_dumpable(&mut self) -> Result<(), Errno>;
     /// setns(2).
     fn setns(&mut self, fd: RawFd, nstype: c_int) -> Result<(), Errno>;
     /// A TCP connect to 127.0.0.1:`port` within `timeout_ms`.
@@ -230,6 +234,7 @@ fn apply(op: &Op, sys: &mut dyn Syscalls) -> Result<(), Errno> {
         Op::NewSession => sys.setsid(),
         Op::ReceiveFds { sock, into } => sys.receive_fds(*sock, into),
         Op::MoveMount { fd, target } => sys.move_mount(*fd, target),
+        Op::NotDumpable => sys.not_dumpable(),
         Op::SetNs { fd, nstype } => sys.setns(*fd, *nstype),
         Op::TcpConnect { port, timeout_ms } => sys.tcp_connect(*port, *timeout_ms),
         Op::Exit(code) => sys.exit(*code),
@@ -366,6 +371,9 @@ pub(crate) mod fake {
         }
         fn setsid(&mut self) -> Result<(), Errno> {
             self.record("setsid".to_string())
+        }
+        fn not_dumpable(&mut self) -> Result<(), Errno> {
+            self.record("not dumpable".to_string())
         }
         fn setns(&mut self, fd: RawFd, nstype: c_int) -> Result<(), Errno> {
             self.record(format!("setns {fd} {nstype:#x}"))

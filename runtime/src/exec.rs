@@ -14,7 +14,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -52,12 +52,16 @@ fn open_ns(pid: libc::pid_t, name: &str) -> Result<OwnedFd, RuntimeError> {
 
 /// Run `args` inside `container`, whose first process is `target` (a pid in the caller's pid
 /// namespace), as the container's user with its environment and working directory. `cgroup` is the
-/// container's cgroup, if it has one. Returns once the command was exec'd (or failed to be).
+/// container's cgroup, if it has one. Returns once the command was exec'd (or failed to be), or
+/// after `within` at the latest: a container can stop the process (SIGSTOP) before its exec, so
+/// the caller would otherwise wait forever; it is then killed and [`RuntimeError::StartTimeout`]
+/// returned.
 pub fn exec_in(
     container: &Container,
     target: libc::pid_t,
     args: &[String],
     cgroup: Option<&Cgroup>,
+    within: Duration,
 ) -> Result<Joined, RuntimeError> {
     let exec = process::Exec::new(args, &container.env)?;
     let keep = caps::mask(&container.capabilities)?;
@@ -77,6 +81,9 @@ pub fn exec_in(
         .map_err(|source| RuntimeError::Open { path: null_path, source })?;
 
     let mut steps = vec![
+        // Until it execs, it holds host root's credentials in the container's user namespace:
+        // nothing of the container's may ptrace it or open its /proc files meanwhile.
+        Step::new("make the process not dumpable", Op::NotDumpable),
         Step::new("close the sync pipe's write end", Op::Close(sync_w.as_raw_fd())),
         Step::new("wait for the parent (cgroup, rlimits)", Op::AwaitParent(sync_r.as_raw_fd())),
     ];
@@ -116,9 +123,16 @@ pub fn exec_in(
         reap(pid);
         return Err(e);
     }
+    if !sys::readable_within(report_r.as_fd(), within).map_err(RuntimeError::Report)? {
+        let _ = sys::kill(pid, libc::SIGKILL);
+        reap(pid);
+        return Err(RuntimeError::StartTimeout(within));
+    }
     match read_report(report_r) {
         Ok(None) => Ok(Joined { pid, output: out_r }),
         Ok(Some(failure)) => {
+            // It exits right after its report; make sure a stopped one does not hold us.
+            let _ = sys::kill(pid, libc::SIGKILL);
             reap(pid);
             Err(RuntimeError::Start {
                 step: describe(&plan, failure.index),

@@ -287,6 +287,10 @@ impl Syscalls for Real {
         check(unsafe { libc::setsid() }).map(drop)
     }
 
+    fn not_dumpable(&mut self) -> Result<(), Errno> {
+        prctl(libc::PR_SET_DUMPABLE, 0)
+    }
+
     fn setns(&mut self, fd: RawFd, nstype: c_int) -> Result<(), Errno> {
         // SAFETY: setns takes integers; the descriptor is the child's copy of one the parent opened.
         check(unsafe { libc::setns(fd, nstype) }).map(drop)
@@ -484,6 +488,23 @@ pub(crate) fn with_pid_ns<T>(ns: &OwnedFd, own: &OwnedFd, f: impl FnOnce() -> io
     match (result, back) {
         (Ok(v), Ok(_)) => Ok(v),
         (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+    }
+}
+
+/// Whether `fd` becomes readable (data, EOF or an error) within `timeout`.
+pub(crate) fn readable_within(fd: std::os::fd::BorrowedFd<'_>, timeout: std::time::Duration) -> io::Result<bool> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = c_int::try_from(left.as_millis()).unwrap_or(c_int::MAX);
+        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: poll reads and writes the one pollfd on our stack.
+        match check_io(unsafe { libc::poll(&mut pfd, 1, ms) }) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -34,8 +34,9 @@ fn a_command_runs_inside_the_container_with_its_restrictions() {
         let j = exec_in(
             &c,
             running.pid,
-            &["sh".into(), "-c".into(), "cat /tmp/first; echo pid=$$; hostname; id -u; cat /proc/self/uid_map; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; pwd; echo err >&2".into()],
+            &["sh".into(), "-c".into(), "cat /tmp/first; echo pid=$$; hostname; id -u; cat /proc/self/uid_map; grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; pwd; echo err >&2".into()],
             None,
+            Duration::from_secs(10),
         )
         .expect("the check starts");
         let check = finish(j);
@@ -56,6 +57,7 @@ fn a_command_runs_inside_the_container_with_its_restrictions() {
     assert_eq!(lines[3], "1000", "the container's user");
     assert_eq!(lines[4].split_whitespace().collect::<Vec<_>>(), ["0", &ID_BASE.to_string(), &ID_RANGE.to_string()]);
     assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+    assert!(out.contains("CapBnd:\t0000000000000000"), "{out}");
     assert!(out.contains("NoNewPrivs:\t1"), "{out}");
     assert_eq!(lines[lines.len() - 2], "/", "working directory");
     assert_eq!(lines.last(), Some(&"err"), "stderr goes to the same pipe");

@@ -7,6 +7,9 @@
 //!   /tmp is its own tmpfs) until it deletes the file; two failures in a row make it unhealthy,
 //!   keel-init stops it, and restarts it although it exits 0 (an unhealthy run is a failure).
 //!
+//! - `oneshot` exits 0 while its slow health check runs: the check, killed with the container's
+//!   pid namespace, counts for nothing, and on-failure does not restart it.
+//!
 //! Then the power button: web, flaky, then api, then db get SIGTERM, each only once everything
 //! that depends on it has exited. Every container traps SIGTERM, says so, and takes half a second
 //! to exit, so an order mistake shows on the console.
@@ -40,6 +43,12 @@ fn write_config(dir: &Path) -> PathBuf {
             "flaky",
             script("flaky", "touch /tmp/ok; echo flaky up; sleep 4; rm /tmp/ok; echo flaky broke;"),
             r#"health = { cmd = ["/bin/sh", "-c", "test -f /tmp/ok"], interval = "1s", retries = 2 }"#,
+        ),
+        // Exits 0 while its (slow) health check runs: neither a failed check nor a restart.
+        (
+            "oneshot",
+            "echo oneshot up; sleep 3; echo oneshot done".to_string(),
+            r#"health = { cmd = ["/bin/sh", "-c", "sleep 30"], interval = "500ms", timeout = "20s", retries = 1 }"#,
         ),
     ];
     for (name, script, extra) in containers {
@@ -82,6 +91,7 @@ fn dependencies_and_health(arch: Arch) {
     wait_until(&mut vm, "web up and flaky restarted", Duration::from_secs(400), arch, |lines| {
         lines.iter().any(|l| l.text.contains("web| web up"))
             && lines.iter().filter(|l| l.text.contains("flaky| flaky up")).count() >= 2
+            && lines.iter().any(|l| l.text.contains("keel: container oneshot exited"))
     });
     vm.powerdown().expect("QMP system_powerdown");
     let status = vm.wait_exit(Duration::from_secs(120)).expect("the guest powers off");
@@ -117,6 +127,15 @@ fn dependencies_and_health(arch: Arch) {
         "{arch}: flaky's health story is out of order:\n{console}"
     );
     assert!(start("flaky").len() >= 2, "{arch}: flaky was not started again:\n{console}");
+
+    // oneshot: its check was in flight when it exited 0; that check counts for nothing.
+    line("keel: container oneshot exited with status 0");
+    assert!(
+        !console.contains("container oneshot failed its health check")
+            && !console.contains("container oneshot is unhealthy"),
+        "{arch}: a check cut short by the container's exit counted:\n{console}"
+    );
+    assert_eq!(start("oneshot").len(), 1, "{arch}: oneshot was restarted:\n{console}");
 
     // Stop order: web before api before db (each traps SIGTERM and takes 0.5 s to exit).
     let stop = |n: &str| {
