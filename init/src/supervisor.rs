@@ -31,6 +31,9 @@ use crate::sys::{self, Reaped};
 use crate::timeline::{self, Event};
 use crate::usage::{self, Usage};
 
+/// How much of a health check's output is kept (its last line explains a failure).
+const CHECK_TAIL: usize = 4096;
+
 /// How long a health check's process may take to exec before it counts as failed.
 const EXEC_WITHIN: Duration = Duration::from_secs(5);
 
@@ -104,6 +107,8 @@ struct Tracked {
     health: Option<Watch>,
     /// The output of the health check in flight.
     check_output: Option<File>,
+    /// The last [`CHECK_TAIL`] bytes it wrote.
+    check_tail: Vec<u8>,
     /// When this run was sent SIGTERM, and SIGKILL.
     term_at: Option<Instant>,
     kill_at: Option<Instant>,
@@ -202,6 +207,7 @@ impl<'a> Supervisor<'a> {
                 cgroup: None,
                 health: None,
                 check_output: None,
+                check_tail: Vec::new(),
                 term_at: None,
                 kill_at: None,
                 unhealthy: false,
@@ -544,6 +550,8 @@ impl<'a> Supervisor<'a> {
     fn health_tick(&mut self, now: Instant) {
         let stopping = self.life.stopping();
         for c in self.containers.iter_mut() {
+            // Keep the pipe from filling: a check blocked on a full pipe would only time out.
+            drain_check(c);
             let (Some(pid), Some(watch)) = (c.pid, c.health.as_mut()) else { continue };
             if let Some(check) = watch.overdue(now) {
                 let _ = sys::kill(check, libc::SIGKILL);
@@ -564,6 +572,7 @@ impl<'a> Supervisor<'a> {
             match started {
                 Ok(joined) => {
                     watch.started_check(joined.pid, now);
+                    c.check_tail.clear();
                     c.check_output =
                         sys::set_nonblocking(joined.output.as_fd()).ok().map(|()| File::from(joined.output));
                 }
@@ -571,7 +580,7 @@ impl<'a> Supervisor<'a> {
                 Err(e @ (RuntimeError::Start { .. } | RuntimeError::StartTimeout(_))) => {
                     let why = format!("could not run: {}", console::chain(&e));
                     let verdict = watch.finished(false, now);
-                    report_check(c, verdict, &why, now);
+                    report_check(c, verdict, &why, now, &mut self.logs);
                 }
                 // Anything else says nothing of the container's health (it may be exiting: its
                 // pid namespace is going away): try again at the next interval.
@@ -591,16 +600,9 @@ impl<'a> Supervisor<'a> {
     fn check_done(&mut self, i: usize, status: ExitStatus) {
         let now = Instant::now();
         let Some(c) = self.containers.get_mut(i) else { return };
-        let mut output = Vec::new();
-        if let Some(mut f) = c.check_output.take() {
-            let mut buf = [0u8; CHUNK];
-            while let Ok(n @ 1..) = f.read(&mut buf) {
-                output.extend_from_slice(buf.get(..n).unwrap_or_default());
-                if output.len() >= CHUNK * 4 {
-                    break;
-                }
-            }
-        }
+        drain_check(c);
+        c.check_output = None;
+        let output = std::mem::take(&mut c.check_tail);
         let Some(watch) = c.health.as_mut() else { return };
         if status == ExitStatus::Signaled(libc::SIGKILL) && !watch.timed_out() {
             // SIGKILL not from us: the container is ending (its pid namespace takes the check
@@ -624,7 +626,7 @@ impl<'a> Supervisor<'a> {
             }
         };
         let verdict = watch.finished(passed, now);
-        report_check(c, verdict, &why, now);
+        report_check(c, verdict, &why, now, &mut self.logs);
     }
 }
 
@@ -666,27 +668,43 @@ fn launch(c: &mut Tracked, host: &Host, life: &mut Lifecycle, what: &str) {
 }
 
 /// Say what a health check's verdict means; stop the container if it is unhealthy.
-fn report_check(c: &mut Tracked, verdict: Verdict, why: &str, now: Instant) {
-    match verdict {
-        Verdict::Quiet => {}
-        Verdict::Healthy => console::say(format_args!("container {} is healthy", c.name)),
+fn report_check(c: &mut Tracked, verdict: Verdict, why: &str, now: Instant, logs: &mut Logs) {
+    let message = match verdict {
+        Verdict::Quiet => return,
+        Verdict::Healthy => format!("container {} is healthy", c.name),
         Verdict::Failed { failures, retries } => {
-            console::say(format_args!("container {} failed its health check ({failures} of {retries}): {why}", c.name))
+            format!("container {} failed its health check ({failures} of {retries}): {why}", c.name)
         }
         Verdict::Unhealthy { failures } => {
-            console::say(format_args!(
-                "container {} is unhealthy: {failures} health checks failed in a row ({why}); stopping it",
-                c.name
-            ));
-            c.unhealthy = true;
-            c.term_at = Some(now);
-            if let Some(pid) = c.pid {
-                if let Err(e) = sys::kill(pid, libc::SIGTERM) {
-                    console::say(format_args!("signal container {}: {e}", c.name));
-                }
+            format!("container {} is unhealthy: {failures} health checks failed in a row ({why}); stopping it", c.name)
+        }
+    };
+    console::say(&message);
+    logs.note(&c.name, &message);
+    if let Verdict::Unhealthy { .. } = verdict {
+        c.unhealthy = true;
+        c.term_at = Some(now);
+        if let Some(pid) = c.pid {
+            if let Err(e) = sys::kill(pid, libc::SIGTERM) {
+                console::say(format_args!("signal container {}: {e}", c.name));
             }
         }
     }
+}
+
+/// Read what the health check in flight wrote so far (non-blocking), keeping the last
+/// [`CHECK_TAIL`] bytes.
+fn drain_check(c: &mut Tracked) {
+    let Some(f) = c.check_output.as_mut() else { return };
+    let mut buf = [0u8; CHUNK];
+    for _ in 0..CHUNKS_PER_WAKEUP {
+        match f.read(&mut buf) {
+            Ok(n @ 1..) => c.check_tail.extend_from_slice(buf.get(..n).unwrap_or_default()),
+            _ => break,
+        }
+    }
+    let excess = c.check_tail.len().saturating_sub(CHECK_TAIL);
+    c.check_tail.drain(..excess);
 }
 
 /// Set `c` to start again after its backoff delay, saying so (and if it is crash-looping).
@@ -797,11 +815,29 @@ mod tests {
             cgroup: None,
             health: None,
             check_output: None,
+            check_tail: Vec::new(),
             term_at: None,
             kill_at: None,
             unhealthy: false,
         };
         (t, out_w, err_w)
+    }
+
+    #[test]
+    fn a_checks_output_is_drained_keeping_its_tail() {
+        let (mut t, _out, _err) = tracked();
+        let (r, mut w) = UnixStream::pair().unwrap();
+        r.set_nonblocking(true).unwrap();
+        t.check_output = Some(File::from(OwnedFd::from(r)));
+        let mut data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        data.extend_from_slice(b"\nlast line\n");
+        w.write_all(&data).unwrap();
+        drain_check(&mut t);
+        assert_eq!(t.check_tail.len(), CHECK_TAIL);
+        assert!(data.ends_with(&t.check_tail));
+        // Nothing more to read: it returns instead of blocking.
+        drain_check(&mut t);
+        assert_eq!(t.check_tail.len(), CHECK_TAIL);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use keel_plan::{Arch, TIMELINE_PREFIX};
 use keel_qemu::{Line, Vm, POWER_DOWN_LINE};
-use keel_tests::{build, busybox_image, kernel_toml, tcg_disk, wait_until};
+use keel_tests::{build, busybox_image, debugfs, extract, kernel_toml, partitions, tcg_disk, wait_until};
 
 fn script(name: &str, body: &str) -> String {
     format!(
@@ -87,7 +87,10 @@ fn dependencies_and_health(arch: Arch) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path());
     let b = build(&cfg.to_string_lossy(), arch, &format!("supervision-{arch}-{}", std::process::id()));
-    let mut vm = Vm::start(&tcg_disk(arch, &b.img)).expect("start QEMU");
+    let mut vm_cfg = tcg_disk(arch, &b.img);
+    // In place, so the log files on keel-data can be read afterwards.
+    vm_cfg.disk_snapshot = false;
+    let mut vm = Vm::start(&vm_cfg).expect("start QEMU");
     wait_until(&mut vm, "web up and flaky restarted", Duration::from_secs(400), arch, |lines| {
         lines.iter().any(|l| l.text.contains("web| web up"))
             && lines.iter().filter(|l| l.text.contains("flaky| flaky up")).count() >= 2
@@ -95,6 +98,12 @@ fn dependencies_and_health(arch: Arch) {
     });
     vm.powerdown().expect("QMP system_powerdown");
     let status = vm.wait_exit(Duration::from_secs(120)).expect("the guest powers off");
+    // The health verdicts are in flaky's log file on keel-data, too.
+    let parts = partitions(&b.img);
+    let data = parts.iter().find(|p| p.name == keel_plan::DATA_LABEL).expect("a keel-data partition");
+    let fs = b.dir.join("keel-data.ext4");
+    extract(&b.img, data, &fs);
+    let (flaky_log, err) = debugfs(&fs, "cat /logs/flaky.log");
     let _ = std::fs::remove_dir_all(&b.dir);
     let lines = vm.lines();
     let console = vm.console();
@@ -127,6 +136,11 @@ fn dependencies_and_health(arch: Arch) {
         "{arch}: flaky's health story is out of order:\n{console}"
     );
     assert!(start("flaky").len() >= 2, "{arch}: flaky was not started again:\n{console}");
+    for verdict in
+        ["keel container flaky is healthy", "keel container flaky is unhealthy: 2 health checks failed in a row"]
+    {
+        assert!(flaky_log.contains(verdict), "{arch}: no `{verdict}` in logs/flaky.log ({err}):\n{flaky_log}");
+    }
 
     // oneshot: its check was in flight when it exited 0; that check counts for nothing.
     line("keel: container oneshot exited with status 0");
