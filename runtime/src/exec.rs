@@ -15,14 +15,14 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use keel_plan::Container;
 
 use crate::child::{ChildPlan, Errno, Failure, Op, Step};
 use crate::error::RuntimeError;
-use crate::{caps, describe, process, read_report, reap, seccomp, sys, Cgroup, HOST_DEV};
+use crate::{caps, describe, open_null, process, read_report, reap, seccomp, sys, Cgroup};
 
 /// A process started inside a container: its pid (a child of the caller, which must reap it) and
 /// the read end of its output (stdout and stderr together; blocking, close-on-exec).
@@ -74,11 +74,7 @@ pub fn exec_in(
     let (out_r, out_w) = sys::pipe().map_err(RuntimeError::Pipe)?;
     let (report_r, report_w) = sys::pipe().map_err(RuntimeError::Pipe)?;
     let (sync_r, sync_w) = sys::pipe().map_err(RuntimeError::Pipe)?;
-    let null_path = Path::new(HOST_DEV).join("null");
-    let null = File::open(&null_path)
-        .map(OwnedFd::from)
-        .and_then(sys::above_stdio)
-        .map_err(|source| RuntimeError::Open { path: null_path, source })?;
+    let null = open_null()?;
 
     let mut steps = vec![
         // Until it execs, it holds host root's credentials in the container's user namespace:

@@ -137,11 +137,7 @@ pub fn spawn(container: &Container, host: &Host) -> Result<Running, RuntimeError
     let (err_r, err_w) = sys::pipe().map_err(RuntimeError::Pipe)?;
     let (report_r, report_w) = sys::pipe().map_err(RuntimeError::Pipe)?;
     let (sync_r, sync_w) = sys::pipe().map_err(RuntimeError::Pipe)?;
-    let null_path = Path::new(HOST_DEV).join("null");
-    let null = File::open(&null_path)
-        .map(OwnedFd::from)
-        .and_then(sys::above_stdio)
-        .map_err(|source| RuntimeError::Open { path: null_path, source })?;
+    let null = open_null()?;
     let setup = Setup {
         volumes: volumes.child_side(),
         root,
@@ -210,6 +206,15 @@ fn release(
     // Needs the id maps: the mounts are idmapped through the child's user namespace.
     volumes.attach(pid)?;
     File::from(sync).write_all(&[1]).map_err(RuntimeError::Release)
+}
+
+/// The host's /dev/null, numbered above stdio (the child's stdin).
+fn open_null() -> Result<OwnedFd, RuntimeError> {
+    let path = Path::new(HOST_DEV).join("null");
+    File::open(&path)
+        .map(OwnedFd::from)
+        .and_then(sys::above_stdio)
+        .map_err(|source| RuntimeError::Open { path, source })
 }
 
 /// After a failed start, the cgroup is empty: remove it (best effort; a restart would reuse it).

@@ -185,6 +185,21 @@ pub fn busybox_image() -> String {
     format!("oci:{}/.cache/oci/busybox:hello", root().display())
 }
 
+/// Guest times (CLOCK_BOOTTIME) of the timeline events `EVENT NAME` (with any detail after), in
+/// console order.
+pub fn timeline(lines: &[keel_qemu::Line], event: &str, name: &str) -> Vec<f64> {
+    let want = format!("{event} {name}");
+    lines
+        .iter()
+        .filter_map(|l| {
+            let rest = l.text.split_once(keel_plan::TIMELINE_PREFIX)?.1.trim();
+            let (at, ev) = rest.split_once(' ')?;
+            let ev = ev.trim();
+            (ev == want || ev.starts_with(&format!("{want} "))).then(|| at.parse().ok()).flatten()
+        })
+        .collect()
+}
+
 /// Wait until `done` holds for the console lines so far; kill QEMU and fail the test, naming
 /// `what`, if it exits first or `timeout` passes.
 pub fn wait_until(

@@ -9,9 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use keel_plan::{Arch, TIMELINE_PREFIX};
+use keel_plan::Arch;
 use keel_qemu::{Line, Vm, POWER_DOWN_LINE};
-use keel_tests::{build, busybox_image, kernel_toml, tcg_disk, wait_until};
+use keel_tests::{build, busybox_image, kernel_toml, tcg_disk, timeline, wait_until};
 
 /// Starts of crashy to see before stopping the machine.
 const STARTS: usize = 4;
@@ -34,20 +34,6 @@ fn write_config(dir: &Path) -> PathBuf {
 
 fn starts(lines: &[Line]) -> Vec<&Line> {
     lines.iter().filter(|l| l.text.trim_end().ends_with("crashy| start")).collect()
-}
-
-/// Guest times (CLOCK_BOOTTIME) of the timeline events `EVENT crashy` (with any detail after).
-fn timeline(lines: &[Line], event: &str) -> Vec<f64> {
-    let want = format!("{event} crashy");
-    lines
-        .iter()
-        .filter_map(|l| {
-            let rest = l.text.split_once(TIMELINE_PREFIX)?.1.trim();
-            let (at, ev) = rest.split_once(' ')?;
-            let ev = ev.trim();
-            (ev == want || ev.starts_with(&format!("{want} "))).then(|| at.parse().ok()).flatten()
-        })
-        .collect()
 }
 
 fn crashy_restarts_with_backoff(arch: Arch) {
@@ -73,8 +59,8 @@ fn crashy_restarts_with_backoff(arch: Arch) {
     assert!(seen.len() >= STARTS, "{arch}: crashy started {} times:\n{console}", seen.len());
     // On the guest clock, from each exit to the next start: the backoff itself, 1 s, 2 s, 4 s...
     // (plus the time keel-runtime takes to start a container under TCG).
-    let started = timeline(&lines, "container-start");
-    let exited = timeline(&lines, "container-exit");
+    let started = timeline(&lines, "container-start", "crashy");
+    let exited = timeline(&lines, "container-exit", "crashy");
     assert_eq!(started.len(), seen.len(), "{arch}: one container-start event per start:\n{console}");
     let delays: Vec<f64> = exited.iter().zip(started.iter().skip(1)).map(|(e, s)| s - e).collect();
     assert_eq!(delays.len(), seen.len() - 1, "{arch}: a container-exit event per run:\n{console}");

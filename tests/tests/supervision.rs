@@ -17,9 +17,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use keel_plan::{Arch, TIMELINE_PREFIX};
+use keel_plan::Arch;
 use keel_qemu::{Line, Vm, POWER_DOWN_LINE};
-use keel_tests::{build, busybox_image, debugfs, extract, kernel_toml, partitions, tcg_disk, wait_until};
+use keel_tests::{build, busybox_image, debugfs, extract, kernel_toml, partitions, tcg_disk, timeline, wait_until};
 
 fn script(name: &str, body: &str) -> String {
     format!(
@@ -59,20 +59,6 @@ fn write_config(dir: &Path) -> PathBuf {
     let path = dir.join("supervision.toml");
     std::fs::write(&path, c).unwrap();
     path
-}
-
-/// Guest time (CLOCK_BOOTTIME) of each timeline event `EVENT NAME...`, in order.
-fn events(lines: &[Line], event: &str, name: &str) -> Vec<f64> {
-    let want = format!("{event} {name}");
-    lines
-        .iter()
-        .filter_map(|l| {
-            let rest = l.text.split_once(TIMELINE_PREFIX)?.1.trim();
-            let (at, ev) = rest.split_once(' ')?;
-            let ev = ev.trim();
-            (ev == want || ev.starts_with(&format!("{want} "))).then(|| at.parse().ok()).flatten()
-        })
-        .collect()
 }
 
 /// Index of the first console line containing `pattern`.
@@ -119,7 +105,7 @@ fn dependencies_and_health(arch: Arch) {
     let web_up = line("web| web up");
     assert!(waits < listening && listening < healthy, "{arch}: db healthy before it listened:\n{console}");
     assert!(healthy < api_up && api_up < web_up, "{arch}: started out of dependency order:\n{console}");
-    let start = |n: &str| events(&lines, "container-start", n);
+    let start = |n: &str| timeline(&lines, "container-start", n);
     let (db, api, web) = (start("db"), start("api"), start("web"));
     assert!(db.len() == 1 && api.len() == 1 && web.len() == 1, "{arch}: each started once:\n{console}");
     assert!(db[0] + 2.0 <= api[0], "{arch}: api started {:.2}s after db, before db listened", api[0] - db[0]);
@@ -153,7 +139,7 @@ fn dependencies_and_health(arch: Arch) {
 
     // Stop order: web before api before db (each traps SIGTERM and takes 0.5 s to exit).
     let stop = |n: &str| {
-        *events(&lines, "container-exit", n).last().unwrap_or_else(|| panic!("{arch}: no exit of {n}:\n{console}"))
+        *timeline(&lines, "container-exit", n).last().unwrap_or_else(|| panic!("{arch}: no exit of {n}:\n{console}"))
     };
     let (web_exit, api_exit, db_exit) = (stop("web"), stop("api"), stop("db"));
     assert!(web_exit < api_exit && api_exit < db_exit, "{arch}: stopped out of reverse dependency order:\n{console}");

@@ -31,6 +31,7 @@ pub const CGROUP_ROOT: &str = "/sys/fs/cgroup/keel";
 pub const SECCOMP_DIR: &str = "/etc/keel/seccomp";
 
 pub mod caps;
+pub mod crc32;
 pub mod seccomp;
 
 /// Target architecture.
