@@ -411,19 +411,25 @@ fn host_filter() -> &'static Filter {
     FILTER.get_or_init(Filter::default_for_host)
 }
 
-#[test]
-fn glibc_shell_ls_and_cat_run_under_the_filter() {
-    require_root();
-    let script =
-        "ls / > /dev/null && cat /etc/os-release && grep -E '^(NoNewPrivs|Seccomp|Seccomp_filters):' /proc/self/status";
-    let out = filtered("/bin/sh", &["-c", script], host_filter()).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+/// The stdout of a command that must have exited 0 (else fail, showing its output).
+fn succeeded(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{:?}\nstdout: {stdout}\nstderr: {}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+#[test]
+fn glibc_shell_ls_and_cat_run_under_the_filter() {
+    require_root();
+    let script =
+        "ls / > /dev/null && cat /etc/os-release && grep -E '^(NoNewPrivs|Seccomp|Seccomp_filters):' /proc/self/status";
+    let out = filtered("/bin/sh", &["-c", script], host_filter()).output().unwrap();
+    let stdout = succeeded(&out);
     let os_release = std::fs::read_to_string("/etc/os-release").unwrap();
     assert!(stdout.starts_with(&os_release), "cat printed something else:\n{stdout}");
     let status = &stdout[os_release.len()..];
@@ -444,13 +450,7 @@ fn python_threads_and_subprocess_run_under_the_filter() {
                   print(sorted(out))\n\
                   print(subprocess.run(['/bin/true']).returncode)\n";
     let out = filtered(python, &["-c", script], host_filter()).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{:?}\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     let mut lines = stdout.lines();
     assert_eq!(lines.next(), Some("[0, 1, 2, 3]"), "{stdout}");
     assert_eq!(lines.next(), Some("0"), "{stdout}");

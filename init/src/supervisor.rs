@@ -117,6 +117,31 @@ struct Tracked {
 }
 
 impl Tracked {
+    /// Container `plan`, not started yet, depending on the containers at `deps`.
+    fn new(plan: &keel_plan::Container, deps: Vec<usize>) -> Tracked {
+        Tracked {
+            name: plan.name.clone(),
+            pid: None,
+            streams: [None, None],
+            spoke: false,
+            oom: OomWatch::new(None, plan.limits.memory_max),
+            plan: plan.clone(),
+            started: Instant::now(),
+            backoff: Backoff::new(plan.restart_delay),
+            restart_at: None,
+            deps,
+            pending: true,
+            said_waiting: false,
+            cgroup: None,
+            health: None,
+            check_output: None,
+            check_tail: Vec::new(),
+            term_at: None,
+            kill_at: None,
+            unhealthy: false,
+        }
+    }
+
     /// Copy output from stream `index` to `sink`: at most `limit` chunks, or until the pipe is
     /// empty. Closes the stream at EOF, flushing its last unfinished line.
     fn pump(&mut self, index: usize, limit: usize, sink: &mut dyn Sink) {
@@ -190,28 +215,8 @@ impl<'a> Supervisor<'a> {
         let index = |name: &str| containers.iter().position(|c| c.name == name);
         let containers = containers
             .iter()
-            .map(|c| Tracked {
-                name: c.name.clone(),
-                pid: None,
-                streams: [None, None],
-                spoke: false,
-                oom: OomWatch::new(None, c.limits.memory_max),
-                plan: c.clone(),
-                started: Instant::now(),
-                backoff: Backoff::new(c.restart_delay),
-                restart_at: None,
-                // The builder checked every name (and that there is no cycle).
-                deps: c.depends_on.iter().filter_map(|d| index(d)).collect(),
-                pending: true,
-                said_waiting: false,
-                cgroup: None,
-                health: None,
-                check_output: None,
-                check_tail: Vec::new(),
-                term_at: None,
-                kill_at: None,
-                unhealthy: false,
-            })
+            // The builder checked every name (and that there is no cycle).
+            .map(|c| Tracked::new(c, c.depends_on.iter().filter_map(|d| index(d)).collect()))
             .collect();
         let logs = Logs::new(Path::new(keel_plan::DATA_MOUNT).join(logs::DIR), logs);
         Supervisor { host, containers, signals, buttons, life: Lifecycle::new(on_exit, grace), said_idle: false, logs }
@@ -267,8 +272,10 @@ impl<'a> Supervisor<'a> {
         let now = Instant::now();
         let mut timeout: Option<Duration> = None;
         let mut wake = |t: Duration| timeout = Some(timeout.map_or(t, |old| old.min(t)));
-        if let Some(at) = lifecycle::stop_wake(&self.stop_views(), self.life.grace(), now) {
-            wake(at.saturating_duration_since(now));
+        if self.signalled() {
+            if let Some(at) = lifecycle::stop_wake(&self.stop_views(), self.life.grace(), now) {
+                wake(at.saturating_duration_since(now));
+            }
         }
         let stopping = self.life.stopping();
         for c in self.containers.iter().filter(|c| c.pid.is_some()) {
@@ -491,6 +498,11 @@ impl<'a> Supervisor<'a> {
         self.stop_tick(now);
     }
 
+    /// Some container was sent SIGTERM (a health stop, or a machine stop).
+    fn signalled(&self) -> bool {
+        self.containers.iter().any(|c| c.term_at.is_some())
+    }
+
     fn stop_views(&self) -> Vec<StopView> {
         self.containers
             .iter()
@@ -505,6 +517,9 @@ impl<'a> Supervisor<'a> {
 
     /// Signal the containers a stop (of the machine, or of unhealthy ones) calls for now.
     fn stop_tick(&mut self, now: Instant) {
+        if !self.life.stopping() && !self.signalled() {
+            return; // the common case: nothing to stop
+        }
         let mut views = self.stop_views();
         if !self.life.stopping() {
             // Outside a machine stop, only containers stopped for their health are followed up.
@@ -778,48 +793,32 @@ mod tests {
     fn tracked() -> (Tracked, UnixStream, UnixStream) {
         let (out_r, out_w) = UnixStream::pair().unwrap();
         let (err_r, err_w) = UnixStream::pair().unwrap();
-        let t = Tracked {
+        let plan = keel_plan::Container {
             name: "web".into(),
-            pid: Some(42),
-            streams: [Some(Stream::new(out_r.into()).unwrap()), Some(Stream::new(err_r.into()).unwrap())],
-            spoke: false,
-            oom: OomWatch::new(None, None),
-            plan: keel_plan::Container {
-                name: "web".into(),
-                rootfs: "web".into(),
-                args: vec!["/bin/true".into()],
-                env: vec![],
-                cwd: "/".into(),
-                hostname: "web".into(),
-                uid: 0,
-                gid: 0,
-                id_base: 65_536,
-                limits: keel_plan::Limits::default(),
-                capabilities: vec![],
-                seccomp: None,
-                read_only: true,
-                tmpfs: vec![],
-                nofile: keel_plan::Rlimit { soft: 1024, hard: 4096 },
-                restart: keel_plan::Restart::OnFailure,
-                restart_delay: keel_plan::RestartDelay::default(),
-                depends_on: vec![],
-                health: None,
-                volumes: vec![],
-            },
-            started: Instant::now(),
-            backoff: Backoff::default(),
-            restart_at: None,
-            deps: vec![],
-            pending: false,
-            said_waiting: false,
-            cgroup: None,
+            rootfs: "web".into(),
+            args: vec!["/bin/true".into()],
+            env: vec![],
+            cwd: "/".into(),
+            hostname: "web".into(),
+            uid: 0,
+            gid: 0,
+            id_base: 65_536,
+            limits: keel_plan::Limits::default(),
+            capabilities: vec![],
+            seccomp: None,
+            read_only: true,
+            tmpfs: vec![],
+            nofile: keel_plan::Rlimit { soft: 1024, hard: 4096 },
+            restart: keel_plan::Restart::OnFailure,
+            restart_delay: keel_plan::RestartDelay::default(),
+            depends_on: vec![],
             health: None,
-            check_output: None,
-            check_tail: Vec::new(),
-            term_at: None,
-            kill_at: None,
-            unhealthy: false,
+            volumes: vec![],
         };
+        let mut t = Tracked::new(&plan, vec![]);
+        t.pid = Some(42);
+        t.streams = [Some(Stream::new(out_r.into()).unwrap()), Some(Stream::new(err_r.into()).unwrap())];
+        t.pending = false;
         (t, out_w, err_w)
     }
 

@@ -22,7 +22,7 @@ use keel_plan::Container;
 
 use crate::child::{ChildPlan, Errno, Failure, Op, Step};
 use crate::error::RuntimeError;
-use crate::{caps, describe, open_null, process, read_report, reap, seccomp, sys, Cgroup};
+use crate::{await_exec, caps, kill_and_reap, open_null, place, process, seccomp, sys, Cgroup};
 
 /// A process started inside a container: its pid (a child of the caller, which must reap it) and
 /// the read end of its output (stdout and stderr together; blocking, close-on-exec).
@@ -105,39 +105,17 @@ pub fn exec_in(
     })
     .map_err(RuntimeError::Clone)?;
     drop((out_w, report_w, null, sync_r, namespaces));
-    let released = (|| {
-        let nofile = container.nofile;
-        sys::prlimit(pid, libc::RLIMIT_NOFILE as libc::c_int, nofile.soft, nofile.hard)
-            .map_err(RuntimeError::Rlimit)?;
-        if let Some(cgroup) = cgroup {
-            cgroup.add(pid)?;
-        }
-        File::from(sync_w).write_all(&[1]).map_err(RuntimeError::Release)
-    })();
-    if let Err(e) = released {
-        let _ = sys::kill(pid, libc::SIGKILL);
-        reap(pid);
-        return Err(e);
-    }
-    if !sys::readable_within(report_r.as_fd(), within).map_err(RuntimeError::Report)? {
-        let _ = sys::kill(pid, libc::SIGKILL);
-        reap(pid);
-        return Err(RuntimeError::StartTimeout(within));
-    }
-    match read_report(report_r) {
-        Ok(None) => Ok(Joined { pid, output: out_r }),
-        Ok(Some(failure)) => {
-            // It exits right after its report; make sure a stopped one does not hold us.
-            let _ = sys::kill(pid, libc::SIGKILL);
-            reap(pid);
-            Err(RuntimeError::Start {
-                step: describe(&plan, failure.index),
-                source: io::Error::from_raw_os_error(failure.errno.0),
-            })
-        }
+    let started = place(pid, container.nofile, cgroup)
+        .and_then(|()| File::from(sync_w).write_all(&[1]).map_err(RuntimeError::Release))
+        .and_then(|()| match sys::readable_within(report_r.as_fd(), within) {
+            Ok(true) => await_exec(&plan, report_r),
+            Ok(false) => Err(RuntimeError::StartTimeout(within)),
+            Err(e) => Err(RuntimeError::Report(e)),
+        });
+    match started {
+        Ok(()) => Ok(Joined { pid, output: out_r }),
         Err(e) => {
-            let _ = sys::kill(pid, libc::SIGKILL);
-            reap(pid);
+            kill_and_reap(pid);
             Err(e)
         }
     }

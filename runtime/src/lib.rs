@@ -158,27 +158,13 @@ pub fn spawn(container: &Container, host: &Host) -> Result<Running, RuntimeError
     // Our copies of the child's ends: the report pipe reads EOF once the child has exec'd.
     drop((out_w, err_w, report_w, null, sync_r));
     volumes.cloned();
-    if let Err(e) = release(pid, ids, container, cgroup.as_ref(), &volumes, sync_w) {
-        // Closing the sync pipe (done) makes the child fail at once; make sure it is gone.
-        let _ = sys::kill(pid, libc::SIGKILL);
-        reap(pid);
-        discard(cgroup.as_ref());
-        return Err(e);
-    }
-    match read_report(report_r) {
-        Ok(None) => Ok(Running { pid, stdout: out_r, stderr: err_r, cgroup }),
-        Ok(Some(failure)) => {
-            reap(pid);
-            discard(cgroup.as_ref());
-            Err(RuntimeError::Start {
-                step: describe(&plan, failure.index),
-                source: io::Error::from_raw_os_error(failure.errno.0),
-            })
-        }
+    let started =
+        release(pid, ids, container, cgroup.as_ref(), &volumes, sync_w).and_then(|()| await_exec(&plan, report_r));
+    match started {
+        Ok(()) => Ok(Running { pid, stdout: out_r, stderr: err_r, cgroup }),
         Err(e) => {
-            // The child is in an unknown state: make sure it is gone before reaping it.
-            let _ = sys::kill(pid, libc::SIGKILL);
-            reap(pid);
+            // Closing the sync pipe (done) makes the child fail at once; make sure it is gone.
+            kill_and_reap(pid);
             discard(cgroup.as_ref());
             Err(e)
         }
@@ -196,16 +182,39 @@ fn release(
     sync: OwnedFd,
 ) -> Result<(), RuntimeError> {
     ids.apply(pid)?;
-    // From the parent: raising a hard limit needs CAP_SYS_RESOURCE in the initial user namespace,
-    // which the child does not have.
-    let nofile = container.nofile;
+    place(pid, container.nofile, cgroup)?;
+    // Needs the id maps: the mounts are idmapped through the child's user namespace.
+    volumes.attach(pid)?;
+    File::from(sync).write_all(&[1]).map_err(RuntimeError::Release)
+}
+
+/// Set a new process's `RLIMIT_NOFILE` and move it into `cgroup`, before it is released. From the
+/// parent: raising a hard limit needs CAP_SYS_RESOURCE in the initial user namespace, which the
+/// child does not have.
+fn place(pid: libc::pid_t, nofile: keel_plan::Rlimit, cgroup: Option<&Cgroup>) -> Result<(), RuntimeError> {
     sys::prlimit(pid, libc::RLIMIT_NOFILE as libc::c_int, nofile.soft, nofile.hard).map_err(RuntimeError::Rlimit)?;
     if let Some(cgroup) = cgroup {
         cgroup.add(pid)?;
     }
-    // Needs the id maps: the mounts are idmapped through the child's user namespace.
-    volumes.attach(pid)?;
-    File::from(sync).write_all(&[1]).map_err(RuntimeError::Release)
+    Ok(())
+}
+
+/// Wait for a released child to exec: `Ok` once it has, the failing step of `plan` if it
+/// reported one on `report`. On an error the caller must [`kill_and_reap`] it.
+fn await_exec(plan: &ChildPlan, report: OwnedFd) -> Result<(), RuntimeError> {
+    match read_report(report)? {
+        None => Ok(()),
+        Some(failure) => Err(RuntimeError::Start {
+            step: describe(plan, failure.index),
+            source: io::Error::from_raw_os_error(failure.errno.0),
+        }),
+    }
+}
+
+/// End a child that failed to start (it may be stopped, or mid-setup) and reap it.
+fn kill_and_reap(pid: libc::pid_t) {
+    let _ = sys::kill(pid, libc::SIGKILL);
+    reap(pid);
 }
 
 /// The host's /dev/null, numbered above stdio (the child's stdin).

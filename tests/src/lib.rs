@@ -185,6 +185,15 @@ pub fn busybox_image() -> String {
     format!("oci:{}/.cache/oci/busybox:hello", root().display())
 }
 
+/// Index of the first console line containing `pattern`; fails the test, showing `console`, if
+/// there is none.
+pub fn first_line(lines: &[keel_qemu::Line], pattern: &str, arch: Arch, console: &str) -> usize {
+    lines
+        .iter()
+        .position(|l| l.text.contains(pattern))
+        .unwrap_or_else(|| panic!("{arch}: no `{pattern}` on the console:\n{console}"))
+}
+
 /// Guest times (CLOCK_BOOTTIME) of the timeline events `EVENT NAME` (with any detail after), in
 /// console order.
 pub fn timeline(lines: &[keel_qemu::Line], event: &str, name: &str) -> Vec<f64> {

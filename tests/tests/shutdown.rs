@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use keel_plan::Arch;
 use keel_qemu::{Line, Vm, POWER_DOWN_LINE};
-use keel_tests::{build, busybox_image, kernel_toml, tcg_disk, wait_until};
+use keel_tests::{build, busybox_image, first_line, kernel_toml, tcg_disk, wait_until};
 
 /// The grace period the config asks for.
 const GRACE: Duration = Duration::from_secs(3);
@@ -43,10 +43,7 @@ fn wait_all(vm: &mut Vm, patterns: &[&str], timeout: Duration, arch: Arch) {
 
 /// The first console line containing `pattern`.
 fn line<'a>(lines: &'a [Line], pattern: &str, arch: Arch, console: &str) -> &'a Line {
-    lines
-        .iter()
-        .find(|l| l.text.contains(pattern))
-        .unwrap_or_else(|| panic!("{arch}: no `{pattern}` on the console:\n{console}"))
+    &lines[first_line(lines, pattern, arch, console)]
 }
 
 fn power_button_stops_gracefully(arch: Arch) {

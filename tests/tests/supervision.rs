@@ -18,8 +18,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use keel_plan::Arch;
-use keel_qemu::{Line, Vm, POWER_DOWN_LINE};
-use keel_tests::{build, busybox_image, debugfs, extract, kernel_toml, partitions, tcg_disk, timeline, wait_until};
+use keel_qemu::{Vm, POWER_DOWN_LINE};
+use keel_tests::{
+    build, busybox_image, debugfs, extract, first_line, kernel_toml, partitions, tcg_disk, timeline, wait_until,
+};
 
 fn script(name: &str, body: &str) -> String {
     format!(
@@ -61,14 +63,6 @@ fn write_config(dir: &Path) -> PathBuf {
     path
 }
 
-/// Index of the first console line containing `pattern`.
-fn at(lines: &[Line], pattern: &str, arch: Arch, console: &str) -> usize {
-    lines
-        .iter()
-        .position(|l| l.text.contains(pattern))
-        .unwrap_or_else(|| panic!("{arch}: no `{pattern}` on the console:\n{console}"))
-}
-
 fn dependencies_and_health(arch: Arch) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path());
@@ -97,7 +91,7 @@ fn dependencies_and_health(arch: Arch) {
     assert!(lines.iter().any(|l| l.text.contains(POWER_DOWN_LINE)), "{arch}: no clean power-off:\n{console}");
 
     // Start order: api waits for db's first passing TCP check, web for api.
-    let line = |p: &str| at(&lines, p, arch, &console);
+    let line = |p: &str| first_line(&lines, p, arch, &console);
     let waits = line("keel: container api waits for db");
     let listening = line("db| db listening");
     let healthy = line("keel: container db is healthy");
