@@ -97,6 +97,20 @@ pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Re
             required: false,
         }))
         .collect();
+    if config.host.network.mode != keel_plan::net::UplinkMode::None {
+        wanted.extend(kernel::UPLINK_MODULES.iter().map(|m| Wanted {
+            name: m.to_string(),
+            by: "keel (uplink)".into(),
+            required: false,
+        }));
+    }
+    if config.containers.iter().any(|c| !c.networks.is_empty()) {
+        wanted.extend(kernel::NETWORK_MODULES.iter().map(|m| Wanted {
+            name: m.to_string(),
+            by: "keel (networks)".into(),
+            required: true,
+        }));
+    }
     for (m, span) in &config.kernel.modules {
         if !kernel.modules.contains_key(m) && !kernel.builtin.contains(m) {
             return Err(loc
@@ -114,11 +128,19 @@ pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Re
 
     // Images, flattened.
     let step = Step::start("images", Some(containers.len() as u64));
-    let resolve::Materialized { trees, images, containers: plan_containers, stats, owners_clamped, seccomp, volumes } =
-        resolve::materialize(config, arch, &containers, |i, name| {
-            step.set_pos(i as u64);
-            step.message(name.to_string());
-        })?;
+    let resolve::Materialized {
+        trees,
+        images,
+        containers: plan_containers,
+        stats,
+        owners_clamped,
+        seccomp,
+        volumes,
+        net,
+    } = resolve::materialize(config, arch, &containers, |i, name| {
+        step.set_pos(i as u64);
+        step.message(name.to_string());
+    })?;
     let tree_refs: Vec<ext4::Root<'_>> =
         trees.iter().map(|r| ext4::Root { name: &r.dir, tree: &r.tree, id_shift: r.id_base }).collect();
     let image_bytes: u64 = tree_refs.iter().map(|r| r.tree.stats().file_bytes).sum();
@@ -150,6 +172,7 @@ pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Re
         shutdown_grace_ms: u64::try_from(config.host.shutdown_grace.as_millis()).unwrap_or(u64::MAX),
         volumes,
         logs: config.host.logs,
+        net,
         containers: plan_containers,
     };
     let plan_bytes = plan.to_bytes();

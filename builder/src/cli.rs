@@ -59,5 +59,9 @@ pub enum Command {
         /// Boot the image itself instead of a copy-on-write overlay (writes persist).
         #[arg(long)]
         persist: bool,
+        /// Give the VM a NIC on QEMU's user network (cut off from the real network) and forward
+        /// 127.0.0.1:HOST here to the guest's uplink port GUEST. Repeatable.
+        #[arg(long, value_name = "HOST:GUEST[/udp]")]
+        publish: Vec<String>,
     },
 }

@@ -23,8 +23,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Build { config, arch, out, init } => report(cmd_build(&config, arch.as_deref(), &out, init)),
         Command::Check { config, arch } => report(cmd_check(&config, arch.as_deref())),
-        Command::Run { image, arch, accel, timeout, memory, persist } => {
-            match run::run(&image, arch.as_deref(), accel.as_deref(), &timeout, memory.as_deref(), persist) {
+        Command::Run { image, arch, accel, timeout, memory, persist, publish } => {
+            match run::run(&image, arch.as_deref(), accel.as_deref(), &timeout, memory.as_deref(), persist, &publish) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::FAILURE,
                 Err(e) => {

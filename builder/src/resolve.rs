@@ -184,6 +184,8 @@ pub struct Materialized {
     pub seccomp: Vec<(String, Vec<u8>)>,
     /// The plan's volumes, each with its owner settled.
     pub volumes: Vec<keel_plan::Volume>,
+    /// The plan's uplink and firewall.
+    pub net: keel_plan::net::Net,
 }
 
 /// Where the seccomp filter of a container lives in the initramfs.
@@ -218,6 +220,8 @@ pub fn materialize(
     // Each container's (uid, gid), for the volumes' default owners.
     let mut ids: Vec<(u32, u32)> = Vec::new();
     let bases = id_bases(resolved.iter().map(|r| r.config.name.as_str()));
+    let netplan =
+        crate::netplan::plan(config).map_err(|e| ConfigErrors(vec![config.locator().at(&(0..0), "network", e)]))?;
     for ((i, r), id_base) in resolved.iter().enumerate().zip(bases) {
         progress(i, &r.config.name);
         let fail = |field: &str, e: String| ConfigErrors(vec![container_error(config, &r.config, field, e)]);
@@ -248,6 +252,12 @@ pub fn materialize(
             mount_point(&mut tree, &format!("volume `{}` target", m.volume), &m.target).map_err(|e| {
                 ConfigErrors(vec![config.locator().at(&m.span, r.config.key(&format!("volumes[{j}]")), e)])
             })?;
+        }
+        let cnet = netplan.containers.get(i).cloned().flatten();
+        if let (Some(hosts), Some(me)) = (netplan.hosts.get(i).cloned().flatten(), &cnet) {
+            let egress = netplan.net.firewall.egress.iter().any(|s| s.contains(me.default_src));
+            let resolv = crate::netplan::resolv_conf(&netplan.net, egress);
+            name_files(&mut tree, hosts, resolv).map_err(|e| fail("networks", e))?;
         }
         ids.push((uid, gid));
         owners_clamped += clamp_owners(&mut tree.root);
@@ -284,12 +294,22 @@ pub fn materialize(
             depends_on: r.config.depends_on.iter().map(|(n, _)| n.clone()).collect(),
             health: r.config.health.clone(),
             volumes: r.config.volumes.iter().map(|m| m.plan()).collect(),
+            net: cnet,
         });
         trees.push(Rootfs { dir: r.config.name.clone(), tree, id_base });
     }
     let users = resolved.iter().map(|r| r.config.volumes.as_slice()).zip(ids.iter().copied());
     let volumes = crate::config::volumes::plan_volumes(&config.volumes, users);
-    Ok(Materialized { trees, images: images.len(), containers, stats, owners_clamped, seccomp, volumes })
+    Ok(Materialized {
+        trees,
+        images: images.len(),
+        containers,
+        stats,
+        owners_clamped,
+        seccomp,
+        volumes,
+        net: netplan.net,
+    })
 }
 
 /// Make `path` a directory in `tree` that the runtime can mount on: every component a real
@@ -306,6 +326,25 @@ fn mount_point(tree: &mut Tree, what: &str, path: &str) -> Result<(), String> {
             real.join("/")
         ));
     }
+    Ok(())
+}
+
+/// Write a networked container's name files: `/etc/hosts` (replacing the image's), `/etc/resolv.conf`
+/// when its DNS servers are known, and `/etc/nsswitch.conf` when the image has none (glibc would
+/// otherwise ask DNS before the hosts file).
+fn name_files(tree: &mut Tree, hosts: String, resolv: Option<String>) -> Result<(), String> {
+    use image::tree::{Kind, Meta, Node};
+    let etc = tree
+        .resolve_dir(&["etc".to_string()], Some(Meta::root(0o755)))
+        .map_err(|e| format!("/etc cannot hold the hosts file: {e}"))?;
+    let dir = tree.dir_mut(&etc).map_err(|e| format!("/etc: {e}"))?;
+    let file =
+        |text: String| Node { meta: Meta::root(0o644), kind: Kind::File(std::sync::Arc::new(text.into_bytes())) };
+    dir.insert("hosts".into(), file(hosts));
+    if let Some(r) = resolv {
+        dir.insert("resolv.conf".into(), file(r));
+    }
+    dir.entry("nsswitch.conf".into()).or_insert_with(|| file(crate::netplan::NSSWITCH.to_string()));
     Ok(())
 }
 

@@ -15,6 +15,7 @@ pub fn run(
     timeout: &str,
     memory: Option<&str>,
     persist: bool,
+    publish: &[String],
 ) -> anyhow::Result<bool> {
     if !image.is_file() {
         anyhow::bail!("{}: no such disk image", image.display());
@@ -28,10 +29,20 @@ pub fn run(
         None => Accel::from_env_or_default().map_err(|e| anyhow::anyhow!("KEEL_ACCEL: {e}"))?,
     };
     let timeout = units::parse_duration(timeout).map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
+    let publish = publish
+        .iter()
+        .map(|p| p.parse::<keel_qemu::Publish>().map_err(|e| anyhow::anyhow!("--publish: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut cfg = VmConfig::new(arch, Boot::Disk(image.to_path_buf()));
     cfg.accel = accel;
     cfg.serial_echo = true;
     cfg.disk_snapshot = !persist;
+    if !publish.is_empty() {
+        for p in &publish {
+            eprintln!("keel run: 127.0.0.1:{} → guest port {}{}", p.host, p.guest, if p.udp { "/udp" } else { "" });
+        }
+        cfg.net = Some(keel_qemu::UserNet { publish, guest_forwards: Vec::new() });
+    }
     if let Some(m) = memory {
         let bytes = units::parse_size(m).map_err(|e| anyhow::anyhow!("--memory: {e}"))?;
         cfg.memory_mib = u32::try_from(bytes >> 20).context("--memory is too large")?;

@@ -21,6 +21,7 @@ mod logs;
 mod modules;
 mod mounts;
 mod namespaces;
+mod network;
 mod oom;
 mod output;
 mod power;
@@ -144,8 +145,11 @@ fn start(plan: &Plan, signals: io::Result<OwnedFd>) -> anyhow::Result<Action> {
         let names: Vec<String> = buttons.iter().map(|b| format!("{} ({})", b.node, b.name)).collect();
         console::say(format_args!("power button: {}", names.join(", ")));
     }
+    let networked = plan.containers.iter().any(|c| c.net.is_some());
+    let net = network::Network::boot(&plan.net, networked);
     let grace = Duration::from_millis(plan.shutdown_grace_ms);
-    let supervisor = Supervisor::new(host, signals, buttons, plan.on_exit, grace, &plan.containers, plan.logs);
+    let supervisor =
+        Supervisor::new(host, signals, buttons, plan.on_exit, grace, &plan.containers, plan.logs).with_network(net);
     Ok(supervisor.run())
 }
 

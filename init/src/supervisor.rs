@@ -22,6 +22,7 @@ use crate::console;
 use crate::health::{Verdict, Watch};
 use crate::lifecycle::{self, Lifecycle, Send, StopView};
 use crate::logs::{self, Logs};
+use crate::network::Network;
 use crate::oom::{self, OomWatch};
 use crate::output::{self, Lines};
 use crate::power::Button;
@@ -196,6 +197,8 @@ pub struct Supervisor<'a> {
     said_idle: bool,
     /// The containers' log files on keel-data.
     logs: Logs,
+    /// The uplink's DHCP client.
+    net: Network,
 }
 
 impl<'a> Supervisor<'a> {
@@ -219,7 +222,22 @@ impl<'a> Supervisor<'a> {
             .map(|c| Tracked::new(c, c.depends_on.iter().filter_map(|d| index(d)).collect()))
             .collect();
         let logs = Logs::new(Path::new(keel_plan::DATA_MOUNT).join(logs::DIR), logs);
-        Supervisor { host, containers, signals, buttons, life: Lifecycle::new(on_exit, grace), said_idle: false, logs }
+        Supervisor {
+            host,
+            containers,
+            signals,
+            buttons,
+            life: Lifecycle::new(on_exit, grace),
+            said_idle: false,
+            logs,
+            net: Network::none(),
+        }
+    }
+
+    /// Drive the uplink's DHCP client from the poll loop too.
+    pub fn with_network(mut self, net: Network) -> Supervisor<'a> {
+        self.net = net;
+        self
     }
 
     /// Run until the machine is done; returns how to shut down.
@@ -257,6 +275,10 @@ impl<'a> Supervisor<'a> {
             events: libc::POLLIN,
             revents: 0,
         }));
+        let net_fd = self.net.fd().map(|fd| {
+            fds.push(libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
+            fds.len() - 1
+        });
         let first_stream = fds.len();
         let mut owners = Vec::new();
         for (ci, c) in self.containers.iter().enumerate() {
@@ -291,6 +313,9 @@ impl<'a> Supervisor<'a> {
         if let Some(next) = self.containers.iter().filter_map(|c| c.restart_at).min() {
             wake(next.saturating_duration_since(now));
         }
+        if let Some(t) = self.net.wake(now) {
+            wake(t);
+        }
         match sys::poll(&mut fds, timeout) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
@@ -307,6 +332,7 @@ impl<'a> Supervisor<'a> {
                 }
             }
         }
+        self.net.tick(net_fd.and_then(|i| fds.get(i)).is_some_and(|p| p.revents != 0));
         let ready: Vec<usize> =
             (0..self.buttons.len()).filter(|&i| fds.get(1 + i).is_some_and(|p| p.revents != 0)).collect();
         if !ready.is_empty() {
@@ -653,7 +679,14 @@ fn ready(c: &Tracked) -> bool {
 /// Start (or restart: `what`) container `c`.
 fn launch(c: &mut Tracked, host: &Host, life: &mut Lifecycle, what: &str) {
     let now = Instant::now();
-    match keel_runtime::spawn(&c.plan, host) {
+    let started = match &c.plan.net {
+        Some(net) => {
+            let id_base = c.plan.id_base;
+            keel_runtime::spawn_with(&c.plan, host, &|pid| Network::prepare(net, pid, id_base))
+        }
+        None => keel_runtime::spawn(&c.plan, host),
+    };
+    match started {
         Ok(running) => {
             timeline::mark(Event::ContainerStart(&c.name));
             c.pid = Some(running.pid);
@@ -814,6 +847,7 @@ mod tests {
             depends_on: vec![],
             health: None,
             volumes: vec![],
+            net: None,
         };
         let mut t = Tracked::new(&plan, vec![]);
         t.pid = Some(42);

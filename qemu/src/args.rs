@@ -82,6 +82,14 @@ pub(crate) fn qemu_args(cfg: &VmConfig, files: &RunFiles) -> Vec<OsString> {
         args.push(qemu_opt(&prefix, disk.as_os_str(), ""));
         args.extend(["-device", "virtio-blk-pci,drive=disk0"].map(OsString::from));
     }
+    if let Some(net) = &cfg.net {
+        // No option ROM: the firmware has no use for network boot, and Debian ships the ROM in
+        // another package.
+        args.extend(
+            ["-netdev".to_string(), net.netdev(), "-device".into(), "virtio-net-pci,netdev=n0,romfile=".into()]
+                .map(OsString::from),
+        );
+    }
     args.extend(cfg.extra_args.iter().map(OsString::from));
     args
 }

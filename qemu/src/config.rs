@@ -61,7 +61,9 @@ pub struct VmConfig {
     pub firmware: Option<Firmware>,
     /// The QEMU system emulator; `None` (default) finds it with [`find_qemu`](crate::find_qemu).
     pub qemu: Option<PathBuf>,
-    /// Extra arguments appended to QEMU's command line as they are (e.g. a network device).
+    /// A virtio NIC on QEMU's restricted user network; `None` (default): no NIC at all.
+    pub net: Option<crate::UserNet>,
+    /// Extra arguments appended to QEMU's command line as they are.
     pub extra_args: Vec<String>,
 }
 
@@ -78,6 +80,7 @@ impl VmConfig {
             serial_echo: false,
             firmware: None,
             qemu: None,
+            net: None,
             extra_args: Vec::new(),
         }
     }

@@ -47,6 +47,7 @@ mod console;
 mod disk;
 mod error;
 mod firmware;
+mod net;
 mod qmp;
 #[allow(unsafe_code)]
 mod sys;
@@ -58,4 +59,5 @@ pub use config::{Boot, VmConfig};
 pub use console::Line;
 pub use error::{Error, Result, TAIL_LINES};
 pub use firmware::Firmware;
+pub use net::{GuestForward, Publish, UserNet};
 pub use vm::{run_to_exit, RunOutcome, Vm, POWER_DOWN_LINE};

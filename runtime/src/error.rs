@@ -95,6 +95,9 @@ pub enum RuntimeError {
     /// The child could not be released (the sync pipe failed).
     #[error("release the container process")]
     Release(#[source] io::Error),
+    /// The caller's preparation of the new container (its network) failed.
+    #[error("{0}")]
+    Prepare(String),
     /// The container's tree is not there.
     #[error("root tree {path} is missing or not a directory")]
     MissingRoot {

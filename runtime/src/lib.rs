@@ -113,6 +113,16 @@ impl Running {
 /// capabilities, the seccomp file, the cgroup and its limits). Returns once the container's
 /// command has been exec'd (or failed to be). The caller must reap the returned pid.
 pub fn spawn(container: &Container, host: &Host) -> Result<Running, RuntimeError> {
+    spawn_with(container, host, &|_| Ok(()))
+}
+
+/// Work the caller does for a new container between clone and release, given the child's pid:
+/// the child's namespaces exist, its id maps are written, and it has not run a step yet.
+/// keel-init sets up the container's network here. An error fails the start.
+pub type Prepare<'p> = &'p dyn Fn(libc::pid_t) -> Result<(), String>;
+
+/// [`spawn`], with `prepare` run before the child is released (see [`Prepare`]).
+pub fn spawn_with(container: &Container, host: &Host, prepare: Prepare<'_>) -> Result<Running, RuntimeError> {
     if !rootfs::plain_name(&container.name) {
         return Err(RuntimeError::InvalidName(container.name.clone()));
     }
@@ -158,8 +168,8 @@ pub fn spawn(container: &Container, host: &Host) -> Result<Running, RuntimeError
     // Our copies of the child's ends: the report pipe reads EOF once the child has exec'd.
     drop((out_w, err_w, report_w, null, sync_r));
     volumes.cloned();
-    let started =
-        release(pid, ids, container, cgroup.as_ref(), &volumes, sync_w).and_then(|()| await_exec(&plan, report_r));
+    let started = release(pid, ids, container, cgroup.as_ref(), &volumes, prepare, sync_w)
+        .and_then(|()| await_exec(&plan, report_r));
     match started {
         Ok(()) => Ok(Running { pid, stdout: out_r, stderr: err_r, cgroup }),
         Err(e) => {
@@ -179,12 +189,14 @@ fn release(
     container: &Container,
     cgroup: Option<&Cgroup>,
     volumes: &volumes::Volumes,
+    prepare: Prepare<'_>,
     sync: OwnedFd,
 ) -> Result<(), RuntimeError> {
     ids.apply(pid)?;
     place(pid, container.nofile, cgroup)?;
     // Needs the id maps: the mounts are idmapped through the child's user namespace.
     volumes.attach(pid)?;
+    prepare(pid).map_err(RuntimeError::Prepare)?;
     File::from(sync).write_all(&[1]).map_err(RuntimeError::Release)
 }
 
@@ -337,6 +349,7 @@ mod tests {
             depends_on: vec![],
             health: None,
             volumes: vec![],
+            net: None,
         }
     }
 

@@ -6,6 +6,7 @@
 mod diag;
 pub mod isolation;
 pub mod logs;
+pub mod network;
 mod schema;
 pub mod supervision;
 pub mod units;
@@ -57,6 +58,10 @@ pub struct Config {
     pub containers: Vec<ContainerConfig>,
     /// `[[volume]]`, in file order.
     pub volumes: Vec<volumes::VolumeConfig>,
+    /// `[[network]]`, in file order.
+    pub networks: Vec<network::NetworkConfig>,
+    /// `[[link]]`, in file order.
+    pub links: Vec<network::LinkConfig>,
 }
 
 /// The pinned input files for one arch, read and verified.
@@ -113,6 +118,8 @@ pub struct HostConfig {
     pub shutdown_grace: Duration,
     /// Bounds of each container's log files on keel-data.
     pub logs: keel_plan::Logs,
+    /// `[host.network]`: the uplink.
+    pub network: keel_plan::net::Uplink,
 }
 
 /// One `[[container]]`.
@@ -148,6 +155,10 @@ pub struct ContainerConfig {
     pub health: Option<keel_plan::Health>,
     /// Volumes mounted into it, in config order.
     pub volumes: Vec<volumes::MountConfig>,
+    /// `networks`: names of the networks it is on, in config order.
+    pub networks: Vec<(String, Range<usize>)>,
+    /// `ports`: published uplink ports.
+    pub ports: Vec<(network::PortConfig, Range<usize>)>,
     /// Span of the whole table, for errors about it as a whole.
     pub span: Range<usize>,
 }
@@ -361,6 +372,7 @@ impl Validator<'_> {
             },
         };
         let volumes = self.volumes(raw.volumes);
+        let networks = self.networks(raw.networks);
         let mut containers = Vec::new();
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
         for (index, c) in raw.containers.into_iter().enumerate() {
@@ -384,7 +396,21 @@ impl Validator<'_> {
         self.order(&containers);
         self.log_budget(host.logs, containers.len(), data_size, (&log_span.0, log_span.1));
         self.volume_names(&volumes, &containers);
-        Config { path: PathBuf::new(), source: String::new(), name, arch, kernel, host, data_size, containers, volumes }
+        let links = self.links(raw.links);
+        self.network_refs(&host.network, &networks, &containers, &links);
+        Config {
+            path: PathBuf::new(),
+            source: String::new(),
+            name,
+            arch,
+            kernel,
+            host,
+            data_size,
+            containers,
+            volumes,
+            networks,
+            links,
+        }
     }
 
     fn file(&mut self, key: String, f: Spanned<RawFile>) -> FileRef {
@@ -498,7 +524,8 @@ impl Validator<'_> {
             }),
         };
         let logs = self.logs(h.log_size.as_ref(), h.log_files.as_ref());
-        HostConfig { hostname, on_exit, on_failure, disk_timeout, shutdown_grace, logs }
+        let network = self.uplink(h.network);
+        HostConfig { hostname, on_exit, on_failure, disk_timeout, shutdown_grace, logs, network }
     }
 
     fn container(&mut self, index: usize, c: RawContainer, span: Range<usize>) -> ContainerConfig {
@@ -568,7 +595,10 @@ impl Validator<'_> {
         let depends_on = self.depends_on(index, c.depends_on);
         let health = self.health(index, c.health);
         let volumes = self.container_volumes(index, c.volumes, &isolation.tmpfs);
+        let (networks, ports) = self.container_net(index, c.networks, c.ports);
         ContainerConfig {
+            networks,
+            ports,
             index,
             isolation,
             restart,

@@ -23,6 +23,46 @@ pub struct RawConfig {
     pub containers: Vec<Spanned<RawContainer>>,
     #[serde(default, rename = "volume")]
     pub volumes: Vec<Spanned<RawVolume>>,
+    #[serde(default, rename = "network")]
+    pub networks: Vec<Spanned<RawNetwork>>,
+    #[serde(default, rename = "link")]
+    pub links: Vec<Spanned<RawLink>>,
+}
+
+/// `[host.network]`: the machine's uplink.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawUplink {
+    #[serde(default)]
+    pub mode: Option<Spanned<String>>,
+    #[serde(default)]
+    pub interface: Option<Spanned<String>>,
+    #[serde(default)]
+    pub address: Option<Spanned<String>>,
+    #[serde(default)]
+    pub gateway: Option<Spanned<String>>,
+    #[serde(default)]
+    pub dns: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// One `[[network]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawNetwork {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub subnet: Option<Spanned<String>>,
+    #[serde(default)]
+    pub egress: Option<Spanned<bool>>,
+}
+
+/// One `[[link]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawLink {
+    pub from: Spanned<String>,
+    pub to: Spanned<String>,
+    pub ports: Spanned<Vec<Spanned<String>>>,
 }
 
 /// One `[[volume]]`.
@@ -79,6 +119,8 @@ pub struct RawHost {
     pub log_size: Option<Spanned<String>>,
     #[serde(default)]
     pub log_files: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub network: Option<Spanned<RawUplink>>,
 }
 
 /// `[disk]`.
@@ -133,6 +175,10 @@ pub struct RawContainer {
     pub health: Option<Spanned<RawHealth>>,
     #[serde(default)]
     pub volumes: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub networks: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub ports: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `health = { … }` of a container.

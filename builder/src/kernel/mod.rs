@@ -24,6 +24,29 @@ pub const BASE_MODULES: &[&str] =
 /// instruction and the firmware's EFI_RNG_PROTOCOL seed alone, when they exist).
 pub const OPTIONAL_BASE_MODULES: &[&str] = &["virtio_mmio", "virtio_rng"];
 
+/// The uplink NIC driver (virtio-net; `failover` and `net_failover` come with it), loaded when
+/// `[host.network] mode` is not `none`.
+pub const UPLINK_MODULES: &[&str] = &["virtio_net"];
+
+/// What container networking needs, loaded when any container is on a network: veth pairs, and
+/// the nf_tables expressions of keel's table (conntrack, NAT, masquerade, reject). keel has no
+/// modprobe, so the kernel cannot load them on demand: without them a rule or a veth fails with
+/// ENOENT or EOPNOTSUPP.
+pub const NETWORK_MODULES: &[&str] = &[
+    "veth",
+    "nf_tables",
+    "nf_conntrack",
+    "nf_nat",
+    "nft_chain_nat",
+    "nft_nat",
+    "nft_masq",
+    "nft_ct",
+    "nf_reject_ipv4",
+    "nf_reject_ipv6",
+    "nft_reject",
+    "nft_reject_inet",
+];
+
 /// Modules that turn the machine's power button into input events keel-init reads (`evdev`
 /// makes `/dev/input/event*`): the ACPI button driver on x86_64 (QEMU's `system_powerdown` is an
 /// ACPI power button press; Debian builds it as a module there). On aarch64 Debian builds the

@@ -393,6 +393,7 @@ impl Spec {
             depends_on: vec![],
             health: None,
             volumes: vec![],
+            net: None,
         })
     }
 }

@@ -32,6 +32,7 @@ pub const SECCOMP_DIR: &str = "/etc/keel/seccomp";
 
 pub mod caps;
 pub mod crc32;
+pub mod net;
 pub mod seccomp;
 
 /// Target architecture.
@@ -172,6 +173,9 @@ pub struct Plan {
     /// Container log files on keel-data.
     #[serde(default)]
     pub logs: Logs,
+    /// The uplink and the firewall.
+    #[serde(default)]
+    pub net: net::Net,
     /// Containers, in start order.
     pub containers: Vec<Container>,
 }
@@ -237,6 +241,9 @@ pub struct Container {
     /// Volumes mounted into it.
     #[serde(default)]
     pub volumes: Vec<VolumeMount>,
+    /// Its veth and addresses; `None`: loopback only.
+    #[serde(default)]
+    pub net: Option<net::ContainerNet>,
 }
 
 /// Backoff delays of a container's restarts.
@@ -432,7 +439,9 @@ mod tests {
                     start_period_ms: 0,
                 }),
                 volumes: vec![VolumeMount { volume: "db".into(), target: "/data".into(), read_only: false }],
+                net: None,
             }],
+            net: net::Net::default(),
         }
     }
 

@@ -132,6 +132,7 @@ pub fn container(args: &[&str]) -> Container {
         depends_on: vec![],
         health: None,
         volumes: vec![],
+        net: None,
     }
 }
 

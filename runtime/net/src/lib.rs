@@ -1,0 +1,26 @@
+//! keel-net: the network pieces keel-init drives, with no async runtime and no external binary.
+//!
+//! - [`netlink`]: message framing (nlmsghdr, attributes, nesting) and reply parsing shared by
+//!   the two families below; pure, and never panics on what the kernel sends.
+//! - [`link`]: rtnetlink requests: a veth whose peer is created inside a container's network
+//!   namespace, link up, the link list, addresses, routes, permanent neighbours.
+//! - [`nft`]: the [`keel_plan::net::Firewall`] as one nf_tables batch, and loading it.
+//! - `dhcp`: a DHCPv4 codec and client state machine (pure: the caller owns the socket and clock).
+//! - [`sys`]: the system calls: netlink sockets with bounded waits, entering another network
+//!   namespace, the DHCP client's socket.
+//! - [`error`]: the one error type, [`NetError`].
+//!
+//! All unsafe code is in `sys`.
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
+pub mod dhcp;
+pub mod error;
+pub mod link;
+pub mod netlink;
+pub mod nft;
+pub mod sys;
+
+pub use error::{NetError, Result};
+pub use link::{Link, Route, Rtnl};
+pub use sys::{dhcp_socket, interface_index, with_netns};
