@@ -39,6 +39,15 @@ pub enum Command {
         #[arg(long)]
         arch: Option<String>,
     },
+    /// Draw the config's networks, containers, links, published ports and egress: Graphviz DOT
+    /// when the output ends in .dot, a self-contained SVG when it ends in .svg.
+    Graph {
+        /// The config file.
+        config: PathBuf,
+        /// Where to write the graph (FILE.svg or FILE.dot).
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Boot a disk image under QEMU through UEFI, serial console on this terminal. Exits 0
     /// when the guest powered off cleanly.
     Run {

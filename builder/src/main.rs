@@ -11,7 +11,7 @@ use keel_plan::Arch;
 
 use keel_builder::build::{self, BuildError};
 use keel_builder::config::{self, Config, ConfigErrors};
-use keel_builder::resolve;
+use keel_builder::{graph, netplan, resolve};
 
 use crate::cli::{Cli, Command};
 
@@ -23,6 +23,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Build { config, arch, out, init } => report(cmd_build(&config, arch.as_deref(), &out, init)),
         Command::Check { config, arch } => report(cmd_check(&config, arch.as_deref())),
+        Command::Graph { config, output } => cmd_graph(&config, &output),
         Command::Run { image, arch, accel, timeout, memory, persist, publish } => {
             match run::run(&image, arch.as_deref(), accel.as_deref(), &timeout, memory.as_deref(), persist, &publish) {
                 Ok(true) => ExitCode::SUCCESS,
@@ -79,6 +80,53 @@ fn cmd_check(path: &Path, arch: Option<&str>) -> Result<(), BuildError> {
         m.images,
         m.stats.layers
     );
+    Ok(())
+}
+
+/// `keel graph`: DOT or SVG by the output's extension, written whole or not at all.
+fn cmd_graph(path: &Path, output: &Path) -> ExitCode {
+    let ext = output.extension().map(|e| e.to_string_lossy().to_lowercase());
+    let render = match ext.as_deref() {
+        Some("dot") => graph::dot,
+        Some("svg") => graph::svg,
+        other => {
+            let what = other.map_or("no extension".to_string(), |e| format!("extension `.{e}`"));
+            eprintln!("keel graph: {}: {what} (expected .svg or .dot)", output.display());
+            return ExitCode::from(EXIT_INPUT);
+        }
+    };
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => return report(Err(e.into())),
+    };
+    let plan = match netplan::plan(&config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("keel graph: {}: {e}", path.display());
+            return ExitCode::from(EXIT_INPUT);
+        }
+    };
+    if let Err(e) = write_atomic(output, render(&config, &plan).as_bytes()) {
+        eprintln!("keel graph: cannot write {}: {e}", output.display());
+        return ExitCode::FAILURE;
+    }
+    println!("keel graph: wrote {} ({})", output.display(), graph::summary(&config));
+    ExitCode::SUCCESS
+}
+
+/// Write `path` through a temporary file beside it, renamed over it once complete.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new().prefix(".keel-graph-").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
 

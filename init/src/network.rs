@@ -156,10 +156,19 @@ impl Network {
         }
     }
 
-    /// Give the container whose first process is `pid` its veth and addresses (see the module
-    /// doc). `id_base` is the host gid of its group 0, for `ping_group_range`.
-    pub fn prepare(c: &ContainerNet, pid: libc::pid_t, id_base: u32) -> Result<(), String> {
-        prepare(c, pid, id_base).map_err(|e| format!("network: {e}"))
+    /// Give the container whose first process is `pid` its veth and addresses, when it is on a
+    /// network (see the module doc), and in any case let it bind low ports and ping inside its
+    /// own namespace. `id_base` is the host gid of its group 0, for `ping_group_range`.
+    pub fn prepare(c: Option<&ContainerNet>, pid: libc::pid_t, id_base: u32) -> Result<(), String> {
+        let ns = File::open(format!("/proc/{pid}/ns/net"))
+            .map_err(|source| NetError::Io { what: format!("open /proc/{pid}/ns/net"), source });
+        ns.and_then(|ns| {
+            if let Some(c) = c {
+                veth(c, &ns)?;
+            }
+            namespace_sysctls(&ns, id_base)
+        })
+        .map_err(|e| format!("network: {e}"))
     }
 }
 
@@ -333,9 +342,7 @@ fn remove(rtnl: &mut Rtnl, up: &Uplink, lease: &Lease) {
     }
 }
 
-fn prepare(c: &ContainerNet, pid: libc::pid_t, id_base: u32) -> Result<(), NetError> {
-    let io = |what: String| move |source| NetError::Io { what, source };
-    let ns = File::open(format!("/proc/{pid}/ns/net")).map_err(io(format!("open /proc/{pid}/ns/net")))?;
+fn veth(c: &ContainerNet, ns: &File) -> Result<(), NetError> {
     let mut host = Rtnl::open()?;
     match host.create_veth(&c.host_if, c.host_mac, CONTAINER_IF, ns.as_fd()) {
         // The namespace of the container's last run is torn down asynchronously, its veth with it:
@@ -374,14 +381,19 @@ fn prepare(c: &ContainerNet, pid: libc::pid_t, id_base: u32) -> Result<(), NetEr
         src: Some(c.default_src),
         scope_link: false,
     })?;
+    let v6 = format!("/proc/sys/net/ipv6/conf/{CONTAINER_IF}/disable_ipv6");
+    let _ = keel_net::with_netns(ns.as_fd(), || sysctl(&v6, "1"));
+    Ok(())
+}
+
+/// Rootless Podman's per-namespace settings: ports from 0 and ping for the container's groups.
+fn namespace_sysctls(ns: &File, id_base: u32) -> Result<(), NetError> {
     // Per-namespace sysctls, written from inside it. ping_group_range is read through the
     // writer's user namespace (ours, the initial one), so it names host gids.
     let last = id_base.saturating_add(keel_plan::ID_RANGE - 1);
     keel_net::with_netns(ns.as_fd(), || -> Result<(), NetError> {
         sysctl("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0")?;
-        sysctl("/proc/sys/net/ipv4/ping_group_range", &format!("{id_base} {last}"))?;
-        let _ = sysctl(&format!("/proc/sys/net/ipv6/conf/{CONTAINER_IF}/disable_ipv6"), "1");
-        Ok(())
+        sysctl("/proc/sys/net/ipv4/ping_group_range", &format!("{id_base} {last}"))
     })??;
     Ok(())
 }

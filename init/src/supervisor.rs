@@ -679,13 +679,8 @@ fn ready(c: &Tracked) -> bool {
 /// Start (or restart: `what`) container `c`.
 fn launch(c: &mut Tracked, host: &Host, life: &mut Lifecycle, what: &str) {
     let now = Instant::now();
-    let started = match &c.plan.net {
-        Some(net) => {
-            let id_base = c.plan.id_base;
-            keel_runtime::spawn_with(&c.plan, host, &|pid| Network::prepare(net, pid, id_base))
-        }
-        None => keel_runtime::spawn(&c.plan, host),
-    };
+    let (net, id_base) = (c.plan.net.as_ref(), c.plan.id_base);
+    let started = keel_runtime::spawn_with(&c.plan, host, &|pid| Network::prepare(net, pid, id_base));
     match started {
         Ok(running) => {
             timeline::mark(Event::ContainerStart(&c.name));

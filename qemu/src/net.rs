@@ -13,7 +13,7 @@ use std::str::FromStr;
 pub struct UserNet {
     /// 127.0.0.1:HOST on this machine → the guest's uplink port.
     pub publish: Vec<Publish>,
-    /// Guest connections to ADDR:PORT (inside slirp's 10.0.2.0/24) → 127.0.0.1:HOST_PORT here.
+    /// Guest connections to ADDR:PORT (inside slirp's 10.0.2.0/24) → a command here.
     pub guest_forwards: Vec<GuestForward>,
 }
 
@@ -28,15 +28,17 @@ pub struct Publish {
     pub guest: u16,
 }
 
-/// A guest-side address whose TCP connections QEMU relays to a listener on this machine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A guest-side address whose TCP connections QEMU hands, one by one, to a command on this
+/// machine (its stdin and stdout are the connection): `cat` is an echo server that needs no
+/// network at all.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GuestForward {
     /// Address inside slirp's network, e.g. 10.0.2.100.
     pub addr: Ipv4Addr,
     /// Port at that address.
     pub port: u16,
-    /// Port of the listener on 127.0.0.1.
-    pub host_port: u16,
+    /// The command QEMU starts per connection (no commas).
+    pub command: String,
 }
 
 impl FromStr for Publish {
@@ -73,7 +75,7 @@ impl UserNet {
             s.push_str(&format!(",hostfwd={proto}:127.0.0.1:{}-:{}", p.host, p.guest));
         }
         for g in &self.guest_forwards {
-            s.push_str(&format!(",guestfwd=tcp:{}:{}-tcp:127.0.0.1:{}", g.addr, g.port, g.host_port));
+            s.push_str(&format!(",guestfwd=tcp:{}:{}-cmd:{}", g.addr, g.port, g.command.replace(',', ",,")));
         }
         s
     }
@@ -97,11 +99,15 @@ mod tests {
     fn netdev_is_restricted_and_local() {
         let n = UserNet {
             publish: vec![Publish { udp: false, host: 18080, guest: 80 }],
-            guest_forwards: vec![GuestForward { addr: Ipv4Addr::new(10, 0, 2, 100), port: 7, host_port: 40000 }],
+            guest_forwards: vec![GuestForward {
+                addr: Ipv4Addr::new(10, 0, 2, 100),
+                port: 7,
+                command: "/bin/cat".into(),
+            }],
         };
         assert_eq!(
             n.netdev(),
-            "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:18080-:80,guestfwd=tcp:10.0.2.100:7-tcp:127.0.0.1:40000"
+            "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:18080-:80,guestfwd=tcp:10.0.2.100:7-cmd:/bin/cat"
         );
     }
 }

@@ -52,6 +52,10 @@ const REQUIRED_CHECKS: &[&str] = &[
     "tmp-writable",
     "cgroup-limits-visible",
     "allowed-syscalls",
+    "net-interfaces",
+    "net-raw-socket",
+    "net-ping",
+    "net-bind-80",
 ];
 
 fn boot(config: &str, arch: Arch, timeout: Duration) -> RunOutcome {

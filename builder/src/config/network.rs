@@ -166,6 +166,9 @@ impl Validator<'_> {
                     }
                 }
                 if mode == "dhcp" {
+                    if let Some(d) = &u.dns {
+                        self.err(&d.span(), "host.network.dns", "with mode = \"dhcp\" the DNS servers come from the lease: `dns` is only used with mode = \"static\"");
+                    }
                     UplinkMode::Dhcp
                 } else {
                     if let Some(d) = &u.dns {
@@ -424,7 +427,7 @@ impl Validator<'_> {
                         "a published port needs the container on a network: add `networks = [\"…\"]`",
                     );
                 }
-                if uplink.mode == UplinkMode::None {
+                if uplink.mode == UplinkMode::None && !c.networks.is_empty() {
                     self.err(
                         span,
                         c.key("ports"),

@@ -6,7 +6,8 @@
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr;
 use std::time::Duration;
 
@@ -352,4 +353,84 @@ pub fn clock_settime_now() -> Result<libc::c_long, Errno> {
     // SAFETY: `ts` is a valid timespec on our stack that the kernel only reads.
     let r = unsafe { libc::syscall(libc::SYS_clock_settime, libc::CLOCK_REALTIME, &ts) };
     check(r)
+}
+
+/// send(2) of `buf` on a socket, once; how many bytes went out.
+pub fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<usize, Errno> {
+    // SAFETY: `buf` is a live slice of `buf.len()` readable bytes for the whole call; `fd` is an
+    // open descriptor borrowed for the call.
+    let n = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+    usize::try_from(n).map_err(|_| Errno::last())
+}
+
+/// sendto(2) of `buf` to `addr:port` (port in host order; ICMP sockets ignore it), once.
+pub fn send_to_v4(fd: BorrowedFd<'_>, buf: &[u8], addr: Ipv4Addr, port: u16) -> Result<usize, Errno> {
+    // SAFETY: an all-zero sockaddr_in is a valid value of this plain C struct.
+    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    sa.sin_family = libc::AF_INET as libc::sa_family_t;
+    sa.sin_port = port.to_be();
+    sa.sin_addr = libc::in_addr { s_addr: u32::from(addr).to_be() };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: `buf` is a live slice of `buf.len()` readable bytes and `sa` a live sockaddr_in of
+    // `len` bytes on our stack, both for the whole call; the kernel only reads them.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_NOSIGNAL,
+            ptr::addr_of!(sa).cast::<libc::sockaddr>(),
+            len,
+        )
+    };
+    usize::try_from(n).map_err(|_| Errno::last())
+}
+
+/// recv(2) with MSG_DONTWAIT, once: how many bytes were written into `buf` (a longer datagram
+/// is cut to `buf.len()`).
+pub fn recv_now(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+    // SAFETY: `buf` is a live, exclusively borrowed slice of `buf.len()` writable bytes for the
+    // whole call; the kernel writes at most that many.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    usize::try_from(n).map_err(|_| Errno::last())
+}
+
+/// poll(2) for POLLIN on `fd`, once, for at most `timeout`: `Ok(true)` if it is readable (or has
+/// an error or hang-up to report), `Ok(false)` on timeout. An interruption is `Err(EINTR)`.
+pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> Result<bool, Errno> {
+    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `pfd` is one live pollfd on our stack, the count we pass; the kernel writes only
+    // its `revents`.
+    let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+    check(r.into()).map(|n| n > 0)
+}
+
+/// if_nameindex(3): `(index, name)` of every interface in this network namespace (musl and
+/// glibc ask rtnetlink, so /sys plays no part).
+pub fn interface_names() -> Result<Vec<(u32, String)>, Errno> {
+    // SAFETY: if_nameindex takes no arguments; it returns a heap array we free below, or null.
+    let head = unsafe { libc::if_nameindex() };
+    if head.is_null() {
+        return Err(Errno::last());
+    }
+    let mut out = Vec::new();
+    let mut entry = head;
+    loop {
+        // SAFETY: `entry` points into the array if_nameindex returned, which ends with an entry
+        // whose index is 0 and name null; we stop there and never step past it.
+        let e = unsafe { &*entry };
+        if e.if_index == 0 || e.if_name.is_null() {
+            break;
+        }
+        // SAFETY: a non-terminal entry's name is a NUL-terminated string owned by the array,
+        // alive until if_freenameindex; we copy it out before that.
+        let name = unsafe { CStr::from_ptr(e.if_name) }.to_string_lossy().into_owned();
+        out.push((e.if_index, name));
+        // SAFETY: this entry was not the terminator, so the next one is still inside the array.
+        entry = unsafe { entry.add(1) };
+    }
+    // SAFETY: `head` came from if_nameindex and is freed once; no reference into it survives.
+    unsafe { libc::if_freenameindex(head) };
+    Ok(out)
 }

@@ -49,6 +49,10 @@ const CHECKS: &[&str] = &[
     "tmp-writable",
     "cgroup-limits-visible",
     "allowed-syscalls",
+    "net-interfaces",
+    "net-raw-socket",
+    "net-ping",
+    "net-bind-80",
 ];
 
 /// Checks that fail for root on any Linux host outside a container.
@@ -67,6 +71,7 @@ const MUST_FAIL_ON_HOST: &[&str] = &[
     "deny-af-packet",
     "rootfs-read-only",
     "sys-read-only",
+    "net-raw-socket",
 ];
 
 fn require_root() {

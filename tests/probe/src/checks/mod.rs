@@ -2,6 +2,7 @@
 
 mod fs;
 mod limits;
+mod net;
 mod ns;
 mod process;
 mod scratch;
@@ -21,5 +22,6 @@ pub fn run() -> i32 {
     fs::run(&mut report, &scratch);
     drop(scratch);
     limits::run(&mut report);
+    net::run(&mut report);
     report.finish()
 }
