@@ -235,3 +235,80 @@ fn flows_x86_64() {
 fn flows_aarch64() {
     flows(Arch::Aarch64);
 }
+
+/// `[host.network]` static and none, one short boot each: a static uplink serves a published
+/// port; with no uplink, containers on a network still reach each other by name.
+fn uplink_modes(arch: Arch) {
+    let dir = tempfile::tempdir().unwrap();
+    let bb = busybox_image();
+    let base =
+        format!("version = 1\nname = \"up\"\n\n{}cmdline = \"quiet\"\n\n[host]\non-exit = \"wait\"\n", kernel_toml());
+    // Static: slirp forwards to 10.0.2.15, so that is the address the test gives the uplink.
+    let stat = format!(
+        "{base}\n[host.network]\nmode = \"static\"\naddress = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"\ndns = [\"10.0.2.3\"]\n\n\
+         [[network]]\nname = \"n\"\negress = true\n\n[[container]]\nname = \"web\"\nimage = \"{bb}\"\nnetworks = [\"n\"]\n\
+         ports = [\"8080:80\"]\ntmpfs = [\"/tmp\"]\ncommand = [\"/bin/sh\", \"-c\", '''mkdir /tmp/w; echo static-page > /tmp/w/index.html; \
+         cat /etc/resolv.conf; httpd -f -p 80 -h /tmp/w''']\n"
+    );
+    let none = format!(
+        "{base}\n[host.network]\nmode = \"none\"\n\n[[network]]\nname = \"n\"\n\n[[container]]\nname = \"a\"\nimage = \"{bb}\"\n\
+         networks = [\"n\"]\ncommand = [\"/bin/sh\", \"-c\", '''nc -ll -p 7000 -e echo a-7000''']\n\n[[container]]\nname = \"b\"\n\
+         image = \"{bb}\"\nnetworks = [\"n\"]\ncommand = [\"/bin/sh\", \"-c\", '''sleep 3; echo RESULT b-a $(nc -w 5 a 7000 </dev/null 2>&1); \
+         while true; do sleep 1; done''']\n"
+    );
+    for (mode, text) in [("static", stat), ("none", none)] {
+        // The image is named after the config's `name` (`up`), which build() expects as the file stem.
+        std::fs::create_dir_all(dir.path().join(mode)).unwrap();
+        let path = dir.path().join(mode).join("up.toml");
+        std::fs::write(&path, text).unwrap();
+        let b = build(&path.to_string_lossy(), arch, &format!("uplink-{mode}-{arch}-{}", std::process::id()));
+        let port = free_port();
+        let mut vm_cfg = tcg_disk(arch, &b.img);
+        vm_cfg.net =
+            Some(UserNet { publish: vec![Publish { udp: false, host: port, guest: 8080 }], guest_forwards: vec![] });
+        let mut vm = Vm::start(&vm_cfg).expect("start QEMU");
+        let page = if mode == "static" {
+            wait_until(&mut vm, "the static uplink", Duration::from_secs(300), arch, |lines| {
+                lines.iter().any(|l| l.text.contains("nameserver 10.0.2.3"))
+            });
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let o = curl(port);
+                if o.status.success() || Instant::now() > deadline {
+                    break Some(o);
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        } else {
+            wait_until(&mut vm, "b's result", Duration::from_secs(300), arch, |lines| {
+                lines.iter().any(|l| l.text.contains("RESULT b-a"))
+            });
+            None
+        };
+        vm.powerdown().expect("QMP system_powerdown");
+        let status = vm.wait_exit(Duration::from_secs(120)).expect("the guest powers off");
+        let console = vm.console();
+        assert!(status.success(), "{arch} {mode}: QEMU exited with {status}:\n{console}");
+        if let Some(page) = page {
+            assert!(console.contains("keel: uplink eth0: static 10.0.2.15/24, gateway 10.0.2.2"), "{arch}:\n{console}");
+            assert!(!console.contains("DHCP"), "{arch}: static mode ran DHCP:\n{console}");
+            assert!(
+                String::from_utf8_lossy(&page.stdout).contains("static-page"),
+                "{arch}: static curl: {page:?}\n{console}"
+            );
+        } else {
+            assert!(console.contains("RESULT b-a a-7000"), "{arch}: mode none, same network:\n{console}");
+            assert!(!console.contains("keel: uplink"), "{arch}: mode none set up an uplink:\n{console}");
+        }
+    }
+}
+
+#[test]
+fn uplink_modes_x86_64() {
+    uplink_modes(Arch::X86_64);
+}
+
+#[test]
+fn uplink_modes_aarch64() {
+    uplink_modes(Arch::Aarch64);
+}
