@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use keel_net::dhcp::{Client, Event, Lease, Step};
 use keel_net::{nft, NetError, Route, Rtnl};
-use keel_plan::net::{Cidr, ContainerNet, Net, UplinkMode, CONTAINER_IF, GATEWAY, HOST_IF_PREFIX};
+use keel_plan::net::{Cidr, ContainerNet, Net, UplinkMode, HOST_IF_PREFIX};
 
 use crate::console;
 
@@ -90,6 +90,7 @@ impl Network {
                             up.mac[0], up.mac[1], up.mac[2], up.mac[3], up.mac[4], up.mac[5], 0, 0,
                         ]) ^ crate::sys::boottime().as_nanos() as u64;
                         console::say(format_args!("uplink {}: DHCP started", up.name));
+                        crate::timeline::mark(crate::timeline::Event::DhcpStart);
                         me.dhcp = Some(Dhcp { client: Client::new(up.mac, None, seed), socket });
                     }
                     Err(e) => console::say(format_args!("uplink {}: DHCP: {e}", up.name)),
@@ -162,13 +163,8 @@ impl Network {
     pub fn prepare(c: Option<&ContainerNet>, pid: libc::pid_t, id_base: u32) -> Result<(), String> {
         let ns = File::open(format!("/proc/{pid}/ns/net"))
             .map_err(|source| NetError::Io { what: format!("open /proc/{pid}/ns/net"), source });
-        ns.and_then(|ns| {
-            if let Some(c) = c {
-                veth(c, &ns)?;
-            }
-            namespace_sysctls(&ns, id_base)
-        })
-        .map_err(|e| format!("network: {e}"))
+        ns.and_then(|ns| keel_net::container::setup(c, ns.as_fd(), id_base).map(drop))
+            .map_err(|e| format!("network: {e}"))
     }
 }
 
@@ -340,64 +336,4 @@ fn remove(rtnl: &mut Rtnl, up: &Uplink, lease: &Lease) {
     if let Err(e) = rtnl.delete_address(up.index, c.addr, c.prefix) {
         console::say(format_args!("uplink {}: {e}", up.name));
     }
-}
-
-fn veth(c: &ContainerNet, ns: &File) -> Result<(), NetError> {
-    let mut host = Rtnl::open()?;
-    match host.create_veth(&c.host_if, c.host_mac, CONTAINER_IF, ns.as_fd()) {
-        // The namespace of the container's last run is torn down asynchronously, its veth with it:
-        // when it is still there, delete it now.
-        Err(NetError::Kernel { errno: libc::EEXIST, .. }) => {
-            let old = host.link_index(&c.host_if)?;
-            host.delete_link(old)?;
-            host.create_veth(&c.host_if, c.host_mac, CONTAINER_IF, ns.as_fd())?;
-        }
-        other => other?,
-    }
-    let hidx = host.link_index(&c.host_if)?;
-    sysctl(&format!("/proc/sys/net/ipv4/conf/{}/rp_filter", c.host_if), "1")?;
-    let _ = sysctl(&format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", c.host_if), "1");
-    host.set_up(hidx)?;
-    for a in &c.addresses {
-        host.add_route(&Route { dst: Cidr::host(a.address), gateway: None, index: hidx, src: None, scope_link: true })?;
-    }
-    let mut inner = Rtnl::open_in(ns.as_fd())?;
-    let eth = inner.link_index(CONTAINER_IF)?;
-    for a in &c.addresses {
-        inner.add_address(eth, a.address, 32)?;
-    }
-    inner.set_up(eth)?;
-    inner.add_route(&Route { dst: Cidr::host(GATEWAY), gateway: None, index: eth, src: None, scope_link: true })?;
-    inner.add_neighbour(eth, GATEWAY, c.host_mac)?;
-    for a in &c.addresses {
-        let dst = Cidr { addr: a.subnet.network(), prefix: a.subnet.prefix };
-        inner.add_route(&Route { dst, gateway: Some(GATEWAY), index: eth, src: Some(a.address), scope_link: false })?;
-    }
-    let any = Cidr { addr: Ipv4Addr::UNSPECIFIED, prefix: 0 };
-    inner.add_route(&Route {
-        dst: any,
-        gateway: Some(GATEWAY),
-        index: eth,
-        src: Some(c.default_src),
-        scope_link: false,
-    })?;
-    let v6 = format!("/proc/sys/net/ipv6/conf/{CONTAINER_IF}/disable_ipv6");
-    let _ = keel_net::with_netns(ns.as_fd(), || sysctl(&v6, "1"));
-    Ok(())
-}
-
-/// Rootless Podman's per-namespace settings: ports from 0 and ping for the container's groups.
-fn namespace_sysctls(ns: &File, id_base: u32) -> Result<(), NetError> {
-    // Per-namespace sysctls, written from inside it. ping_group_range is read through the
-    // writer's user namespace (ours, the initial one), so it names host gids.
-    let last = id_base.saturating_add(keel_plan::ID_RANGE - 1);
-    keel_net::with_netns(ns.as_fd(), || -> Result<(), NetError> {
-        sysctl("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0")?;
-        sysctl("/proc/sys/net/ipv4/ping_group_range", &format!("{id_base} {last}"))
-    })??;
-    Ok(())
-}
-
-fn sysctl(path: &str, value: &str) -> Result<(), NetError> {
-    std::fs::write(path, value).map_err(|source| NetError::Io { what: format!("write {value} to {path}"), source })
 }

@@ -19,6 +19,8 @@ pub enum Event<'a> {
     ModulesLoaded(usize),
     /// Images and data partitions are mounted.
     DisksMounted,
+    /// The uplink's DHCP client sent its first DISCOVER.
+    DhcpStart,
     /// The uplink got a DHCP lease.
     Lease,
     /// A container's process is running its command.
@@ -39,6 +41,7 @@ impl fmt::Display for Event<'_> {
             Event::InitStart => f.write_str("init-start"),
             Event::ModulesLoaded(n) => write!(f, "modules-loaded {n}"),
             Event::DisksMounted => f.write_str("disks-mounted"),
+            Event::DhcpStart => f.write_str("uplink-dhcp-start"),
             Event::Lease => f.write_str("uplink-lease"),
             Event::ContainerStart(name) => write!(f, "container-start {name}"),
             Event::ContainerFirstOutput(name) => write!(f, "container-first-output {name}"),

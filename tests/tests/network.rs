@@ -204,7 +204,14 @@ fn flows(arch: Arch) {
             l.text.split_once(keel_plan::TIMELINE_PREFIX)?.1.trim().strip_suffix(" uplink-lease")?.parse().ok()
         })
         .collect();
-    println!("{arch}: solo started at {solo:?}, lease at {leased:?}");
+    let started: Vec<f64> = lines
+        .iter()
+        .filter_map(|l| l.text.split_once(keel_plan::TIMELINE_PREFIX)?.1.trim().strip_suffix(" uplink-dhcp-start")?.parse().ok())
+        .collect();
+    println!("{arch}: solo started at {solo:?}, DHCP started at {started:?}, lease at {leased:?}");
+    if let (Some(s), Some(l)) = (started.first(), leased.first()) {
+        println!("{arch}: DHCP lease took {:.3} s of guest time", l - s);
+    }
     assert!(
         !solo.is_empty() && !leased.is_empty() && solo[0] < leased[0],
         "{arch}: solo must start before the lease arrives, without waiting for it:\n{console}"

@@ -14,6 +14,7 @@
 //! (for profiling the start latency).
 
 mod host;
+mod net;
 mod spec;
 
 use std::fs::File;
@@ -45,6 +46,12 @@ enum Command {
         /// A seccomp filter file compiled by keel (default: no filter).
         #[arg(long)]
         seccomp: Option<PathBuf>,
+        /// Give the container a veth with this IPv4 address (a /32, routed through keel's
+        /// link-local gateway), as keel-init does for a container on a network. The host end,
+        /// `k-ID`, is made in this process's network namespace: run it inside a throwaway one
+        /// (`unshare -n`).
+        #[arg(long, value_name = "ADDRESS")]
+        network: Option<std::net::Ipv4Addr>,
         /// Container id (names its cgroup and scratch directory).
         #[arg(default_value = "keel-runtime")]
         id: String,
@@ -54,7 +61,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { bundle, seccomp, id } => match run(&bundle, seccomp.as_deref(), &id) {
+        Command::Run { bundle, seccomp, network, id } => match run(&bundle, seccomp.as_deref(), network, &id) {
             Ok(status) => ExitCode::from(exit_code(status)),
             Err(e) => {
                 eprintln!("keel-runtime: {e:#}");
@@ -97,9 +104,15 @@ impl Timing {
             self.last = now;
         }
     }
+
+    fn note(&self, what: &str) {
+        if self.enabled {
+            eprintln!("keel-runtime: timing: {what}");
+        }
+    }
 }
 
-fn run(bundle: &Path, seccomp: Option<&Path>, id: &str) -> Result<ExitStatus> {
+fn run(bundle: &Path, seccomp: Option<&Path>, network: Option<std::net::Ipv4Addr>, id: &str) -> Result<ExitStatus> {
     let mut timing = Timing::new();
     let bundle = bundle.canonicalize().with_context(|| format!("bundle {}", bundle.display()))?;
     let config = bundle.join("config.json");
@@ -120,7 +133,19 @@ fn run(bundle: &Path, seccomp: Option<&Path>, id: &str) -> Result<ExitStatus> {
     let host = Host { images: &root.parent, cgroups: cgroups.as_deref(), scratch, volumes: None };
     timing.mark("read config, check host");
 
-    let running = spawn(&container, &host).with_context(|| format!("start container {id}"))?;
+    let running = match network {
+        None => spawn(&container, &host),
+        Some(address) => {
+            let net = net::container_net(id, address);
+            let requests = std::cell::Cell::new(0);
+            let r = keel_runtime::spawn_with(&container, &host, &|pid| {
+                net::prepare(&net, pid, container.id_base).map(|n| requests.set(n)).map_err(|e| format!("network: {e}"))
+            });
+            timing.note(&format!("network: {} rtnetlink requests", requests.get()));
+            r
+        }
+    }
+    .with_context(|| format!("start container {id}"))?;
     timing.mark("spawn (until exec)");
     let mut stderr = File::from(running.stderr);
     let copier = std::thread::spawn(move || io::copy(&mut stderr, &mut io::stderr().lock()));

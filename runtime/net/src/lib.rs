@@ -5,6 +5,7 @@
 //! - [`link`]: rtnetlink requests: a veth whose peer is created inside a container's network
 //!   namespace, link up, the link list, addresses, routes, permanent neighbours.
 //! - [`nft`]: the [`keel_plan::net::Firewall`] as one nf_tables batch, and loading it.
+//! - [`container`]: a container's veth and per-namespace settings, from the parent's side.
 //! - `dhcp`: a DHCPv4 codec and client state machine (pure: the caller owns the socket and clock).
 //! - [`sys`]: the system calls: netlink sockets with bounded waits, entering another network
 //!   namespace, the DHCP client's socket.
@@ -14,6 +15,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
+pub mod container;
 pub mod dhcp;
 pub mod error;
 pub mod link;

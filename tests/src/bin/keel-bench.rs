@@ -21,6 +21,8 @@ use keel_plan::{Arch, TIMELINE_PREFIX};
 use keel_qemu::{Boot, VmConfig};
 use keel_tests::{keel, root, text};
 
+#[path = "keel-bench/net.rs"]
+mod net;
 #[path = "keel-bench/runtime.rs"]
 mod runtime;
 
@@ -29,11 +31,12 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        [] => bench().and_then(|()| runtime::bench()),
+        [] => bench().and_then(|()| runtime::bench()).and_then(|()| net::bench()),
         ["boot"] => bench(),
         ["runtime"] => runtime::bench(),
+        ["net"] => net::bench(),
         ["runtime-worker", bundle] => runtime::worker(bundle),
-        _ => Err("usage: keel-bench [boot | runtime]".into()),
+        _ => Err("usage: keel-bench [boot | runtime | net]".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

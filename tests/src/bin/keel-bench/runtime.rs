@@ -116,7 +116,7 @@ pub fn bench() -> Result<(), String> {
     Ok(())
 }
 
-fn require_root() -> Result<(), String> {
+pub(crate) fn require_root() -> Result<(), String> {
     let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
     let euid = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|l| l.split_whitespace().nth(1));
     if euid == Some("0") {
@@ -127,7 +127,7 @@ fn require_root() -> Result<(), String> {
 }
 
 /// Run `argv` with no stdio; its wall time in milliseconds. A failure is an error.
-fn time(argv: &[String]) -> Result<f64, String> {
+pub(crate) fn time(argv: &[String]) -> Result<f64, String> {
     let (program, args) = argv.split_first().ok_or("empty command")?;
     let t = Instant::now();
     let out = Command::new(program)
@@ -157,7 +157,7 @@ fn run_tool(cmd: &mut Command) -> Result<(), String> {
 /// `/bin/true` in pid, network, IPC, UTS, mount and user namespaces, with no cgroup namespace, no
 /// seccomp and no resources. The mount points keel-runtime needs are made (crun and runc would
 /// make them anyway); the bundle directory is opened to container root.
-fn make_bundle(work: &Path) -> Result<PathBuf, String> {
+pub(crate) fn make_bundle(work: &Path) -> Result<PathBuf, String> {
     let image = root().join(".cache/oci/busybox");
     if !image.join("index.json").is_file() {
         return Err(format!("{} is missing: run `make setup`", image.display()));
@@ -208,7 +208,7 @@ fn make_bundle(work: &Path) -> Result<PathBuf, String> {
 }
 
 /// The same tree and config with `root.readonly` (keel's default in images): the compared bundle.
-fn read_only_bundle(work: &Path, bundle: &Path) -> Result<PathBuf, String> {
+pub(crate) fn read_only_bundle(work: &Path, bundle: &Path) -> Result<PathBuf, String> {
     let dir = work.join("bundle-ro");
     std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
     let text = std::fs::read_to_string(bundle.join("config.json")).map_err(|e| e.to_string())?;
@@ -292,7 +292,7 @@ pub fn worker(bundle: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
 }

@@ -1,0 +1,83 @@
+//! The web example, as a user runs it: `keel build configs/web.toml`, then
+//! `keel run IMAGE --publish PORT:8080`, and curl on this machine fetches the page that Debian's
+//! nginx serves from inside the VM (and, through nginx, the api container's answer, which asks
+//! db on the back network). Both arches.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use keel_plan::Arch;
+use keel_tests::{build, keel_bin, root};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn curl(port: u16, path: &str) -> String {
+    let o = Command::new("curl")
+        .args(["-sS", "-m", "10", &format!("http://127.0.0.1:{port}{path}")])
+        .output()
+        .expect("run curl");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Stop `keel run` and its QEMU (one process group): TERM, then KILL after 30 s.
+fn stop(child: &mut Child) {
+    let group = format!("-{}", child.id());
+    let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    let _ = child.wait();
+}
+
+fn web(arch: Arch) {
+    let config = root().join("configs/web.toml");
+    let b = build(&config.to_string_lossy(), arch, &format!("web-{arch}-{}", std::process::id()));
+    let port = free_port();
+    let log = b.img.with_extension("console");
+    let mut child = {
+        use std::os::unix::process::CommandExt;
+        Command::new(keel_bin())
+            .args(["run", &b.img.to_string_lossy(), "--timeout", "600s", "--publish", &format!("{port}:8080")])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start keel run")
+    };
+    let deadline = Instant::now() + Duration::from_secs(480);
+    let (mut page, mut api) = (String::new(), String::new());
+    while Instant::now() < deadline {
+        page = curl(port, "/");
+        api = curl(port, "/api/");
+        if page.contains("Hello from nginx on keel") && api.contains("db is up") {
+            break;
+        }
+        if child.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    stop(&mut child);
+    let console = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(page.contains("Hello from nginx on keel"), "{arch}: no nginx page through --publish: `{page}`\n{console}");
+    assert!(api.contains("db is up"), "{arch}: nginx → api → db: `{api}`\n{console}");
+    println!("{arch}: {}", api.trim());
+}
+
+#[test]
+fn web_x86_64() {
+    web(Arch::X86_64);
+}
+
+#[test]
+fn web_aarch64() {
+    web(Arch::Aarch64);
+}
