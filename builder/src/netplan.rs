@@ -55,32 +55,39 @@ pub fn host_mac(index: usize) -> [u8; 6] {
 }
 
 /// Subnets for every network: the configured ones, and the first free 10.89.N.0/24 for the rest.
-fn subnets(config: &Config) -> Vec<Cidr> {
+fn subnets(config: &Config) -> Result<Vec<Cidr>, String> {
     let mut taken: Vec<Cidr> = config.networks.iter().filter_map(|n| n.subnet).collect();
     if let UplinkMode::Static { address, .. } = &config.host.network.mode {
         taken.push(Cidr { addr: address.network(), prefix: address.prefix });
     }
-    let mut next = 1u8;
-    config
-        .networks
-        .iter()
-        .map(|n| match n.subnet {
+    let mut next = 1u16;
+    let mut out = Vec::new();
+    for n in &config.networks {
+        let s = match n.subnet {
             Some(s) => s,
             None => loop {
-                let c = Cidr { addr: Ipv4Addr::new(AUTO_BASE[0], AUTO_BASE[1], next, 0), prefix: 24 };
-                next = next.wrapping_add(1);
+                if next > 255 {
+                    return Err(format!(
+                        "network `{}`: no free 10.89.N.0/24 is left for it (the uplink or other networks take them): give it a `subnet`",
+                        n.name
+                    ));
+                }
+                let c = Cidr { addr: Ipv4Addr::new(AUTO_BASE[0], AUTO_BASE[1], next as u8, 0), prefix: 24 };
+                next += 1;
                 if !taken.iter().any(|t| t.overlaps(c)) {
                     taken.push(c);
                     break c;
                 }
             },
-        })
-        .collect()
+        };
+        out.push(s);
+    }
+    Ok(out)
 }
 
 /// Derive the plan's network side. Fails when a subnet has no room for its members.
 pub fn plan(config: &Config) -> Result<NetPlan, String> {
-    let subnets = subnets(config);
+    let subnets = subnets(config)?;
     let by_name: BTreeMap<&str, usize> =
         config.networks.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
     // Members of each network, in container order.

@@ -145,8 +145,7 @@ fn start(plan: &Plan, signals: io::Result<OwnedFd>) -> anyhow::Result<Action> {
         let names: Vec<String> = buttons.iter().map(|b| format!("{} ({})", b.node, b.name)).collect();
         console::say(format_args!("power button: {}", names.join(", ")));
     }
-    let networked = plan.containers.iter().any(|c| c.net.is_some());
-    let net = network::Network::boot(&plan.net, networked);
+    let net = network::Network::boot(&plan.net, &plan.containers);
     let grace = Duration::from_millis(plan.shutdown_grace_ms);
     let supervisor =
         Supervisor::new(host, signals, buttons, plan.on_exit, grace, &plan.containers, plan.logs).with_network(net);

@@ -31,7 +31,12 @@ struct Uplink {
     name: String,
     index: u32,
     mac: [u8; 6],
+    /// The containers' subnets and link-local space: no DHCP lease may claim or route them.
+    protected: Vec<Cidr>,
 }
+
+/// Set once the table is loaded: a container is given a veth only then (fail closed).
+static FIREWALL_LOADED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The DHCP client, its socket, and the lease it holds.
 #[derive(Debug)]
@@ -60,7 +65,14 @@ impl Network {
 
     /// Set up loopback, the uplink and the firewall. Never fails: each problem is reported, and
     /// what it leaves out stays closed.
-    pub fn boot(net: &Net, networked: bool) -> Network {
+    pub fn boot(net: &Net, containers: &[keel_plan::Container]) -> Network {
+        let networked = containers.iter().any(|c| c.net.is_some());
+        let mut protected = vec![Cidr { addr: Ipv4Addr::new(169, 254, 0, 0), prefix: 16 }];
+        for a in containers.iter().filter_map(|c| c.net.as_ref()).flat_map(|n| &n.addresses) {
+            if !protected.contains(&a.subnet) {
+                protected.push(a.subnet);
+            }
+        }
         let epoch = Instant::now();
         let mut me = Network { uplink: None, dhcp: None, epoch };
         let mut rtnl = match Rtnl::open() {
@@ -74,7 +86,7 @@ impl Network {
             console::say(format_args!("network: loopback: {e}"));
         }
         if net.uplink.mode != UplinkMode::None {
-            me.uplink = choose_uplink(&mut rtnl, net.uplink.interface.as_deref());
+            me.uplink = choose_uplink(&mut rtnl, net.uplink.interface.as_deref(), protected);
         }
         if let Some(up) = &me.uplink {
             if let Err(e) = rtnl.set_up(up.index) {
@@ -163,13 +175,16 @@ impl Network {
     pub fn prepare(c: Option<&ContainerNet>, pid: libc::pid_t, id_base: u32) -> Result<(), String> {
         let ns = File::open(format!("/proc/{pid}/ns/net"))
             .map_err(|source| NetError::Io { what: format!("open /proc/{pid}/ns/net"), source });
+        if c.is_some() && !FIREWALL_LOADED.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err("network: the firewall is not loaded, so no container gets a veth".into());
+        }
         ns.and_then(|ns| keel_net::container::setup(c, ns.as_fd(), id_base).map(drop))
             .map_err(|e| format!("network: {e}"))
     }
 }
 
 /// The uplink: the named interface (or MAC), else the first ethernet NIC.
-fn choose_uplink(rtnl: &mut Rtnl, want: Option<&str>) -> Option<Uplink> {
+fn choose_uplink(rtnl: &mut Rtnl, want: Option<&str>, protected: Vec<Cidr>) -> Option<Uplink> {
     let links = match rtnl.links() {
         Ok(l) => l,
         Err(e) => {
@@ -186,12 +201,12 @@ fn choose_uplink(rtnl: &mut Rtnl, want: Option<&str>) -> Option<Uplink> {
         Some(l) => {
             let mac = l.mac.unwrap_or_default();
             console::say(format_args!("uplink {} ({})", l.name, mac_text(mac)));
-            Some(Uplink { name: l.name.clone(), index: l.index, mac })
+            Some(Uplink { name: l.name.clone(), index: l.index, mac, protected })
         }
         None => {
             match want {
-                Some(w) => console::say(format_args!("uplink: no interface {w}; containers reach only each other")),
-                None => console::say("uplink: no network interface; containers reach only each other"),
+                Some(w) => console::say(format_args!("uplink: no interface {w} found")),
+                None => console::say("uplink: no network interface found"),
             }
             None
         }
@@ -233,6 +248,7 @@ fn firewall(net: &Net, uplink: Option<&str>) {
                 stats.messages,
                 stats.bytes
             ));
+            FIREWALL_LOADED.store(true, std::sync::atomic::Ordering::Relaxed);
             for path in ["/proc/sys/net/ipv4/ip_forward"] {
                 if let Err(e) = std::fs::write(path, "1") {
                     console::say(format_args!("firewall: {path}: {e}"));
@@ -257,6 +273,15 @@ fn apply(up: &Uplink, event: Event) {
             if let Some(old) = replaces {
                 remove(&mut rtnl, up, &old);
             }
+            if let Some(p) = up.protected.iter().find(|p| p.contains(lease.address)) {
+                console::say(format_args!(
+                    "uplink {}: refusing DHCP lease {} from {}: the address is inside {p}, kept for containers",
+                    up.name,
+                    lease.cidr(),
+                    lease.server
+                ));
+                return;
+            }
             install(&mut rtnl, up, &lease);
             let routers: Vec<String> = lease.routers.iter().map(|r| r.to_string()).collect();
             let dns: Vec<String> = lease.dns.iter().map(|r| r.to_string()).collect();
@@ -273,6 +298,9 @@ fn apply(up: &Uplink, event: Event) {
             crate::timeline::mark(crate::timeline::Event::Lease);
         }
         Event::Renewed(lease) => {
+            if up.protected.iter().any(|p| p.contains(lease.address)) {
+                return;
+            }
             install(&mut rtnl, up, &lease);
             console::say(format_args!(
                 "uplink {}: DHCP lease {} renewed for {} s",
@@ -304,6 +332,8 @@ fn default_route(up: &Uplink, lease: &Lease) -> Option<Route> {
     })
 }
 
+/// The lease's routes, less any inside a container subnet or link-local space, or through a
+/// gateway there: a DHCP server on the uplink must not redirect container traffic.
 fn lease_routes(up: &Uplink, lease: &Lease) -> Vec<Route> {
     let mut routes: Vec<Route> = default_route(up, lease).into_iter().collect();
     routes.extend(lease.routes.iter().map(|r| Route {
@@ -313,6 +343,13 @@ fn lease_routes(up: &Uplink, lease: &Lease) -> Vec<Route> {
         src: Some(lease.address),
         scope_link: r.gateway == Ipv4Addr::UNSPECIFIED,
     }));
+    // A broader route (the default, a LAN's 10.0.0.0/8) is harmless: each container address has
+    // its own /32, and the longest prefix wins.
+    routes.retain(|r| {
+        !up.protected
+            .iter()
+            .any(|p| (r.dst.prefix >= p.prefix && p.contains(r.dst.addr)) || r.gateway.is_some_and(|g| p.contains(g)))
+    });
     routes
 }
 

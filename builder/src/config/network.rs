@@ -80,6 +80,15 @@ fn port(s: &str) -> Result<u16, String> {
     }
 }
 
+/// Does `c` touch 0.0.0.0/8, loopback, link-local (keel's gateway lives there), or multicast and
+/// above?
+fn reserved(c: Cidr) -> bool {
+    [(0, 8), (127, 8), (169, 16), (224, 3)].iter().any(|&(first, prefix)| {
+        let addr = if first == 169 { Ipv4Addr::new(169, 254, 0, 0) } else { Ipv4Addr::new(first, 0, 0, 0) };
+        c.overlaps(Cidr { addr, prefix })
+    })
+}
+
 /// `tcp` or `udp`.
 fn proto(s: &str) -> Result<Proto, String> {
     match s {
@@ -184,6 +193,17 @@ impl Validator<'_> {
                         None
                     }
                     Some(a) => match parse_cidr(a.get_ref(), false) {
+                        Ok(c) if reserved(Cidr::host(c.addr)) => {
+                            self.err(
+                                &a.span(),
+                                "host.network.address",
+                                format!(
+                                    "{} is a reserved address (0/8, loopback, link-local, multicast or above)",
+                                    c.addr
+                                ),
+                            );
+                            None
+                        }
                         Ok(c) if c.prefix == 0 || c.prefix > 31 => {
                             self.err(
                                 &a.span(),
@@ -285,11 +305,14 @@ impl Validator<'_> {
                     );
                     None
                 }
-                Ok(c)
-                    if c.overlaps(Cidr { addr: Ipv4Addr::new(169, 254, 0, 0), prefix: 16 })
-                        || c.overlaps(Cidr { addr: Ipv4Addr::new(127, 0, 0, 0), prefix: 8 }) =>
-                {
-                    self.err(&s.span(), key("subnet"), format!("subnet {c} overlaps loopback or link-local addresses"));
+                Ok(c) if reserved(c) => {
+                    self.err(
+                        &s.span(),
+                        key("subnet"),
+                        format!(
+                            "subnet {c} overlaps reserved addresses (0/8, loopback, link-local, multicast or above)"
+                        ),
+                    );
                     None
                 }
                 Ok(c) => {
@@ -425,6 +448,13 @@ impl Validator<'_> {
                         span,
                         c.key("ports"),
                         "a published port needs the container on a network: add `networks = [\"…\"]`",
+                    );
+                }
+                if uplink.mode == UplinkMode::Dhcp && p.proto == Proto::Udp && p.host == 68 {
+                    self.err(
+                        span,
+                        c.key("ports"),
+                        "uplink port 68/udp is the DHCP client's: publishing it would take the lease's replies",
                     );
                 }
                 if uplink.mode == UplinkMode::None && !c.networks.is_empty() {

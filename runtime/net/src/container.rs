@@ -50,8 +50,12 @@ fn host_side(c: &ContainerNet, ns: BorrowedFd<'_>) -> Result<u64> {
         // The namespace of the container's last run is torn down asynchronously, its veth with it:
         // when it is still there, delete it now.
         Err(NetError::Kernel { errno: libc::EEXIST, .. }) => {
-            let old = host.link_index(&c.host_if)?;
-            host.delete_link(old)?;
+            // It may finish going away between the calls: ENODEV means gone, which will do.
+            let gone = |e: &NetError| matches!(e, NetError::Kernel { errno: libc::ENODEV, .. });
+            match host.link_index(&c.host_if).and_then(|old| host.delete_link(old)) {
+                Err(e) if !gone(&e) => return Err(e),
+                _ => {}
+            }
             host.create_veth(&c.host_if, c.host_mac, CONTAINER_IF, ns)?;
         }
         other => other?,

@@ -11,9 +11,9 @@
 //!     ct state invalid drop
 //!     iifname UPLINK ct status dnat accept              # published ports (with an uplink)
 //!     # each Flow, in order:
-//!     ip saddr FROM ip daddr TO [meta l4proto P th dport N] accept
+//!     iifname "k-*" oifname "k-*" ip saddr FROM ip daddr TO [meta l4proto P th dport N] accept
 //!     # each egress source (with an uplink):
-//!     ip saddr SRC oifname UPLINK accept
+//!     iifname "k-*" ip saddr SRC oifname UPLINK accept
 //!     reject with icmpx port-unreachable                # denied clients fail fast
 //!   }
 //!   chain input { type filter hook input priority 0; policy accept;
@@ -285,6 +285,12 @@ impl Rule<'_, '_> {
         self.cmp(NFT_CMP_EQ, &cidr.network().octets());
     }
 
+    /// `iifname|oifname "PREFIX*"`: only the prefix's bytes are compared.
+    fn ifname_prefix(&mut self, key: u32, prefix: &str) {
+        self.meta(key);
+        self.cmp(NFT_CMP_EQ, prefix.as_bytes());
+    }
+
     /// `iifname|oifname NAME`
     fn ifname(&mut self, key: u32, name: &str) {
         self.meta(key);
@@ -388,8 +394,12 @@ pub fn batch(fw: &Firewall, uplink: Option<&str>, seq: u32) -> Vec<u8> {
             r.verdict(NF_ACCEPT);
         });
     }
+    // Flows and egress only ever start at a container's veth: without that, a host on the
+    // uplink's LAN could forge a container subnet as its source and be forwarded in.
     for flow in &fw.flows {
         b.rule(FORWARD, |r| {
+            r.ifname_prefix(NFT_META_IIFNAME, HOST_IF_PREFIX);
+            r.ifname_prefix(NFT_META_OIFNAME, HOST_IF_PREFIX);
             r.ipv4();
             r.ip(IP_SADDR, flow.from);
             r.ip(IP_DADDR, flow.to);
@@ -402,6 +412,7 @@ pub fn batch(fw: &Firewall, uplink: Option<&str>, seq: u32) -> Vec<u8> {
     if let Some(up) = uplink {
         for &src in &fw.egress {
             b.rule(FORWARD, |r| {
+                r.ifname_prefix(NFT_META_IIFNAME, HOST_IF_PREFIX);
                 r.ipv4();
                 r.ip(IP_SADDR, src);
                 r.ifname(NFT_META_OIFNAME, up);
@@ -412,8 +423,7 @@ pub fn batch(fw: &Firewall, uplink: Option<&str>, seq: u32) -> Vec<u8> {
     b.rule(FORWARD, |r| r.reject());
 
     b.rule(INPUT, |r| {
-        r.meta(NFT_META_IIFNAME);
-        r.cmp(NFT_CMP_EQ, HOST_IF_PREFIX.as_bytes());
+        r.ifname_prefix(NFT_META_IIFNAME, HOST_IF_PREFIX);
         r.reject();
     });
 
@@ -729,6 +739,10 @@ inet keel forward
   [ immediate reg 0 accept ]
 
 inet keel forward
+  [ meta load iifname => reg 1 ]
+  [ cmp eq reg 1 0x00002d6b ]
+  [ meta load oifname => reg 1 ]
+  [ cmp eq reg 1 0x00002d6b ]
   [ meta load nfproto => reg 1 ]
   [ cmp eq reg 1 0x00000002 ]
   [ payload load 4b @ network header + 12 => reg 1 ]
@@ -742,6 +756,10 @@ inet keel forward
   [ immediate reg 0 accept ]
 
 inet keel forward
+  [ meta load iifname => reg 1 ]
+  [ cmp eq reg 1 0x00002d6b ]
+  [ meta load oifname => reg 1 ]
+  [ cmp eq reg 1 0x00002d6b ]
   [ meta load nfproto => reg 1 ]
   [ cmp eq reg 1 0x00000002 ]
   [ payload load 4b @ network header + 12 => reg 1 ]
@@ -753,6 +771,10 @@ inet keel forward
   [ immediate reg 0 accept ]
 
 inet keel forward
+  [ meta load iifname => reg 1 ]
+  [ cmp eq reg 1 0x00002d6b ]
+  [ meta load oifname => reg 1 ]
+  [ cmp eq reg 1 0x00002d6b ]
   [ meta load nfproto => reg 1 ]
   [ cmp eq reg 1 0x00000002 ]
   [ payload load 4b @ network header + 12 => reg 1 ]
@@ -766,6 +788,8 @@ inet keel forward
   [ immediate reg 0 accept ]
 
 inet keel forward
+  [ meta load iifname => reg 1 ]
+  [ cmp eq reg 1 0x00002d6b ]
   [ meta load nfproto => reg 1 ]
   [ cmp eq reg 1 0x00000002 ]
   [ payload load 4b @ network header + 12 => reg 1 ]
@@ -854,7 +878,7 @@ inet keel postrouting
         // begin, 3 tables, 4 chains, forward: 2 + 3 flows + reject, input: 1, end.
         assert_eq!(stats(&b).messages, 16);
         let text = rendered(&b);
-        assert!(!text.contains("nat") && !text.contains("masq") && !text.contains("oifname"));
+        assert!(!text.contains("nat") && !text.contains("masq") && !text.contains("0x30687465"));
         assert!(!text.contains("ct load status"));
     }
 

@@ -186,11 +186,11 @@ table inet keel {
     ct state established,related accept
     ct state invalid drop
     iifname "up0" ct status dnat accept
-    ip saddr 10.89.1.2 ip daddr 10.89.2.3 meta l4proto tcp th dport 5432 accept
-    ip saddr 10.89.1.0/24 ip daddr 10.89.2.0/24 accept
-    ip saddr 10.89.1.2 ip daddr 10.89.2.3 meta l4proto udp th dport 53 accept
-    ip saddr 10.88.0.0/15 ip daddr 0.0.0.0/0 accept
-    ip saddr 10.89.1.2 oifname "up0" accept
+    iifname "k-*" oifname "k-*" ip saddr 10.89.1.2 ip daddr 10.89.2.3 meta l4proto tcp th dport 5432 accept
+    iifname "k-*" oifname "k-*" ip saddr 10.89.1.0/24 ip daddr 10.89.2.0/24 accept
+    iifname "k-*" oifname "k-*" ip saddr 10.89.1.2 ip daddr 10.89.2.3 meta l4proto udp th dport 53 accept
+    iifname "k-*" oifname "k-*" ip saddr 10.88.0.0/15 ip daddr 0.0.0.0/0 accept
+    iifname "k-*" ip saddr 10.89.1.2 oifname "up0" accept
     reject with icmpx port-unreachable
   }
   chain input { type filter hook input priority 0; policy accept;
@@ -230,11 +230,11 @@ fn firewall_batch_loads_lists_like_the_documented_ruleset_and_reloads() {
         "ct state established,related accept",
         "ct state invalid drop",
         "iifname \"up0\" ct status dnat accept",
-        "ip saddr 10.89.1.2 ip daddr 10.89.2.3 tcp dport 5432 accept",
-        "ip saddr 10.89.1.0/24 ip daddr 10.89.2.0/24 accept",
-        "ip saddr 10.89.1.2 ip daddr 10.89.2.3 udp dport 53 accept",
-        "ip saddr 10.88.0.0/15 ip daddr 0.0.0.0/0 accept",
-        "ip saddr 10.89.1.2 oifname \"up0\" accept",
+        "iifname \"k-*\" oifname \"k-*\" ip saddr 10.89.1.2 ip daddr 10.89.2.3 tcp dport 5432 accept",
+        "iifname \"k-*\" oifname \"k-*\" ip saddr 10.89.1.0/24 ip daddr 10.89.2.0/24 accept",
+        "iifname \"k-*\" oifname \"k-*\" ip saddr 10.89.1.2 ip daddr 10.89.2.3 udp dport 53 accept",
+        "iifname \"k-*\" oifname \"k-*\" ip saddr 10.88.0.0/15 ip daddr 0.0.0.0/0 accept",
+        "iifname \"k-*\" ip saddr 10.89.1.2 oifname \"up0\" accept",
         "iifname \"k-*\" reject",
         "type nat hook prerouting priority dstnat; policy accept;",
         "iifname \"up0\" tcp dport 8080 dnat ip to 10.89.2.3:80",
@@ -406,12 +406,15 @@ fn traffic_follows_the_firewall() {
     with_netns(host_ns.fd(), || std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")).unwrap().unwrap();
 
     let fw = Firewall {
-        flows: vec![Flow {
-            from: host([10, 89, 1, 2]),
-            to: host([10, 89, 2, 3]),
-            port: Some((Proto::Tcp, 5432)),
-            why: "link a -> b".into(),
-        }],
+        flows: vec![
+            Flow {
+                from: host([10, 89, 1, 2]),
+                to: host([10, 89, 2, 3]),
+                port: Some((Proto::Tcp, 5432)),
+                why: "link a -> b".into(),
+            },
+            Flow { from: cidr([10, 89, 2, 0], 24), to: cidr([10, 89, 2, 0], 24), port: None, why: "network b".into() },
+        ],
         egress: vec![host([10, 89, 1, 2])],
         publish: vec![Publish {
             proto: Proto::Tcp,
@@ -430,8 +433,22 @@ fn traffic_follows_the_firewall() {
         Server::start(&out, "192.168.100.2:9000"),
     ];
 
+    // A LAN host forging a source inside b's network (10.89.2.99) sends b a datagram.
+    o.add_address(eth0, Ipv4Addr::new(10, 89, 2, 99), 32).unwrap();
+    let inbox = with_netns(b.fd(), || std::net::UdpSocket::bind("10.89.2.3:5555")).unwrap().unwrap();
+    inbox.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let forge = || {
+        with_netns(out.fd(), || {
+            std::net::UdpSocket::bind("10.89.2.99:0").and_then(|s| s.send_to(b"forged", "10.89.2.3:5555"))
+        })
+        .unwrap()
+        .unwrap();
+        inbox.recv_from(&mut [0u8; 16]).map(|(n, from)| (n, from.to_string()))
+    };
+
     // Before the firewall: everything routes (so the refusals below are the firewall's).
-    allowed(&a, "10.89.2.3:5433", "10.89.1.2");
+    let (n, from) = forge().expect("without the firewall, the forged datagram is forwarded");
+    assert!(n == 6 && from.starts_with("10.89.2.99:"), "{n} bytes from {from}");
     allowed(&b, "10.89.1.2:7000", "10.89.2.3");
     allowed(&a, "192.168.100.1:7100", "10.89.1.2");
 
@@ -449,6 +466,9 @@ fn traffic_follows_the_firewall() {
     // The published port reaches b:80 with the client's own address; direct routing does not.
     allowed(&out, "192.168.100.1:8080", "192.168.100.2");
     refused(&out, "10.89.2.3:80");
+    // Flows start at a container's veth: the forged source from the uplink is not forwarded.
+    let forged = forge();
+    assert!(forged.is_err(), "a LAN host forging a container source got through: {forged:?}");
 }
 
 #[test]

@@ -22,6 +22,13 @@ pub const REQUEST_ATTEMPTS: u32 = 4;
 pub const MIN_RENEW_RETRY_MS: u64 = 60_000;
 /// Lease assumed when an ACK carries no lease time (option 51).
 pub const DEFAULT_LEASE_SECS: u32 = 3_600;
+/// Shorter leases are taken as this long, and renewal waits at least [`MIN_T1_SECS`]: a server
+/// handing out 0 s leases or T1 = 0 cannot make the client (PID 1) renew at network speed.
+pub const MIN_LEASE_SECS: u32 = 60;
+/// The earliest renewal after an ACK.
+pub const MIN_T1_SECS: u32 = 30;
+/// Classless static routes kept from one lease at most.
+pub const MAX_ROUTES: usize = 16;
 /// Options we ask every server for (option 55).
 const PARAMETER_REQUEST: [u8; 11] = [
     code::SUBNET_MASK,
@@ -287,17 +294,18 @@ fn lease_from_ack(msg: &Message, server: Ipv4Addr, obtained_ms: u64) -> Option<L
         return None;
     }
     let prefix = o.subnet_mask.and_then(mask_prefix).unwrap_or_else(|| classful_prefix(address));
-    let lease_secs = o.lease_secs.unwrap_or(DEFAULT_LEASE_SECS);
+    let lease_secs = o.lease_secs.unwrap_or(DEFAULT_LEASE_SECS).max(MIN_LEASE_SECS);
     let (t1_secs, t2_secs) = if lease_secs == INFINITE {
         (INFINITE, INFINITE)
     } else {
         let default_t2 = u32::try_from(u64::from(lease_secs) * 7 / 8).unwrap_or(lease_secs);
         let t2 = o.t2_secs.filter(|&t| t <= lease_secs).unwrap_or(default_t2);
         let t1 = o.t1_secs.filter(|&t| t <= t2).unwrap_or((lease_secs / 2).min(t2));
-        (t1, t2)
+        let t1 = t1.max(MIN_T1_SECS.min(t2));
+        (t1, t2.max(t1))
     };
     let (routers, routes) = match &o.classless_routes {
-        Some(routes) => (Vec::new(), routes.clone()),
+        Some(routes) => (Vec::new(), routes.iter().take(MAX_ROUTES).cloned().collect()),
         None => (o.routers.clone(), Vec::new()),
     };
     Some(Lease {
