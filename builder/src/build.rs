@@ -8,7 +8,7 @@ use crate::config::{Config, ConfigErrors, Diagnostic};
 use crate::initramfs::{self, Entry};
 use crate::kernel::{self, Kernel, Wanted};
 use crate::output::Output;
-use crate::progress::Step;
+use crate::progress::{size, Progress};
 use crate::resolve;
 use crate::sink::{FileSink, Sink};
 use crate::{disk, esp, ext4, uki};
@@ -35,8 +35,14 @@ impl From<Diagnostic> for BuildError {
 pub struct Artifacts {
     /// Every file written, in a stable order.
     pub files: Vec<PathBuf>,
-    /// Sizes of the parts, for `keel build`'s summary and `make bench`.
+    /// Sizes of the parts in bytes, for `keel build`'s summary and `make bench`.
     pub parts: Vec<(String, u64)>,
+    /// The disk's partitions, as written.
+    pub layout: disk::Layout,
+    /// The kernel release (`uname -r`).
+    pub kernel_release: String,
+    /// How many modules are loaded at boot.
+    pub modules: usize,
 }
 
 /// Everything that goes into the image besides the config.
@@ -63,26 +69,133 @@ fn os_release(config: &Config, arch: Arch) -> String {
     )
 }
 
-/// Build every artifact for `arch` into `out_dir`. Nothing is left in `out_dir` on failure.
-pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Result<Artifacts, BuildError> {
-    let pinned = config.read_inputs(arch)?;
-    let containers = resolve::containers(config, arch)?;
+/// What `keel check` and `keel build` both establish before anything is written: the pinned
+/// files verified, the kernel package read and checked against the arch, the modules found and
+/// their closure resolved, the stub checked against the kernel, every image flattened and every
+/// container's tree made. Whatever `keel build` would reject, `keel check` rejects, with the same
+/// error lines.
+pub struct Prepared {
+    /// The kernel, read from its package.
+    pub kernel: Kernel,
+    /// The modules to load at boot, in load order.
+    pub modules: Vec<String>,
+    /// The systemd-stub PE image.
+    pub stub: Vec<u8>,
+    /// The images and containers.
+    pub images: resolve::Materialized,
+}
+
+impl Prepared {
+    /// Bytes of the module files loaded at boot.
+    pub fn modules_bytes(&self) -> u64 {
+        self.modules.iter().map(|m| self.kernel.modules[m].bytes.len() as u64).sum()
+    }
+}
+
+/// Run every check of a build without writing anything. Independent problems (pinned files,
+/// image references, the kernel and its modules, the images) are all reported. Finished-step
+/// lines are printed only once everything passed, so errors come alone.
+pub fn prepare(config: &Config, arch: Arch, progress: &Progress) -> Result<Prepared, BuildError> {
+    progress.hold();
+    let prepared = prepare_all(config, arch, progress)?;
+    progress.release();
+    Ok(prepared)
+}
+
+fn prepare_all(config: &Config, arch: Arch, progress: &Progress) -> Result<Prepared, BuildError> {
+    let loc = config.locator();
+    let mut errors: Vec<Diagnostic> = Vec::new();
+    let pinned = config.read_inputs(arch).map_err(|e| errors.extend(e.0)).ok();
+    let containers = resolve::containers(config, arch).map_err(|e| errors.extend(e.0)).ok();
+
+    let (mut kernel, mut stub) = (None, None);
+    if let Some(pinned) = pinned {
+        let package = &config.kernel.packages[&arch];
+        let stub_ref = &config.kernel.stubs[&arch];
+        let at = |f: &crate::config::FileRef, msg: String| loc.at(&f.path_span, format!("{}.path", f.key), msg);
+        let package_ok = match check_deb_arch(&pinned.package, "linux-image", &package.path, arch) {
+            Ok(()) => true,
+            Err(e) => {
+                errors.push(at(package, e));
+                false
+            }
+        };
+        let stub_ok = !pinned.stub.starts_with(b"!<arch>\n")
+            || match check_deb_arch(&pinned.stub, "systemd-boot-efi", &stub_ref.path, arch) {
+                Ok(()) => true,
+                Err(e) => {
+                    errors.push(at(stub_ref, e));
+                    false
+                }
+            };
+        if package_ok {
+            match read_kernel(config, arch, pinned.package, progress) {
+                Ok(k) => kernel = Some(k),
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        if stub_ok {
+            match read_stub(pinned.stub, &stub_ref.path, arch).and_then(|s| check_stub(s, kernel.as_ref(), arch)) {
+                Ok(s) => stub = Some(s),
+                Err(e) => errors.push(at(stub_ref, e)),
+            }
+        }
+    }
+
+    let mut images = None;
+    if let Some(containers) = containers {
+        let step = progress.step("images", Some(containers.len() as u64));
+        match resolve::materialize(config, arch, &containers, |i, name| {
+            step.set_pos(i as u64);
+            step.message(name.to_string());
+        }) {
+            Ok(m) => {
+                let bytes: u64 = m.trees.iter().map(|r| r.tree.stats().file_bytes).sum();
+                step.done(format!(
+                    "{} image(s), {} container tree(s), {}, {} layer(s), {} whiteout(s), {} device node(s) dropped, \
+                     {} owner(s) outside the id range made nobody",
+                    m.images,
+                    m.trees.len(),
+                    size(bytes),
+                    m.stats.layers,
+                    m.stats.whiteouts,
+                    m.stats.devices_dropped,
+                    m.owners_clamped,
+                ));
+                images = Some(m);
+            }
+            Err(e) => errors.extend(e.0),
+        }
+    }
+
+    match (kernel, stub, images) {
+        (Some((kernel, modules)), Some(stub), Some(images)) if errors.is_empty() => {
+            Ok(Prepared { kernel, modules, stub, images })
+        }
+        _ => Err(ConfigErrors(errors).into()),
+    }
+}
+
+/// Read the kernel package, check the config's modules exist, and resolve the closure of every
+/// module the image needs: the kernel and the load order, or every problem found.
+fn read_kernel(
+    config: &Config,
+    arch: Arch,
+    deb: Vec<u8>,
+    progress: &Progress,
+) -> Result<(Kernel, Vec<String>), Vec<Diagnostic>> {
     let loc = config.locator();
     let package = &config.kernel.packages[&arch];
-    let stub_ref = &config.kernel.stubs[&arch];
-    let mut parts = Vec::new();
-
-    // Kernel and module closure.
-    let step = Step::start("kernel", None);
-    let deb = pinned.package;
-    let mut count = 0u64;
-    let kernel = Kernel::from_deb(&deb, arch, |p| {
-        count += 1;
-        if count.is_multiple_of(64) {
-            step.message(p.to_string());
+    let at_package = |msg: String| loc.at(&package.path_span, format!("{}.path", package.key), msg);
+    let step = progress.step("kernel", None);
+    let mut files = 0u64;
+    let kernel = Kernel::from_deb(&deb, arch, |_| {
+        files += 1;
+        if files.is_multiple_of(64) {
+            step.message(format!("{files} files read"));
         }
     })
-    .map_err(|e| loc.at(&package.path_span, format!("{}.path", package.key), e.to_string()))?;
+    .map_err(|e| vec![at_package(e.to_string())])?;
     drop(deb);
     let mut wanted: Vec<Wanted> = kernel::BASE_MODULES
         .iter()
@@ -111,52 +224,127 @@ pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Re
             required: true,
         }));
     }
+    let mut errors = Vec::new();
     for (m, span) in &config.kernel.modules {
         if !kernel.modules.contains_key(m) && !kernel.builtin.contains(m) {
-            return Err(loc
-                .at(span, "kernel.modules", format!("module `{m}` is not in kernel {}", kernel.release))
-                .into());
+            errors.push(loc.at(span, "kernel.modules", format!("module `{m}` is not in kernel {}", kernel.release)));
         }
         wanted.push(Wanted { name: m.clone(), by: "kernel.modules".into(), required: true });
     }
-    let order = kernel::closure(&kernel, &wanted)
-        .map_err(|e| loc.at(&package.path_span, format!("{}.path", package.key), e.to_string()))?;
-    let modules_bytes: u64 = order.iter().map(|m| kernel.modules[m].bytes.len() as u64).sum();
-    step.done(format!("{} ({} modules, {} KiB)", kernel.release, order.len(), modules_bytes >> 10));
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let order = kernel::closure(&kernel, &wanted).map_err(|e| vec![at_package(e.to_string())])?;
+    let bytes: u64 = order.iter().map(|m| kernel.modules[m].bytes.len() as u64).sum();
+    step.done(format!("{}, {} modules ({})", kernel.release, order.len(), size(bytes)));
+    Ok((kernel, order))
+}
+
+/// The `Architecture:` of a Debian package's control file.
+pub fn deb_architecture(deb: &[u8]) -> Result<String, String> {
+    use std::io::Read;
+    let members = kernel::deb::ar_members(deb).map_err(|e| e.to_string())?;
+    let (name, data) = members
+        .into_iter()
+        .find(|(n, _)| n.starts_with("control.tar"))
+        .ok_or("not a readable Debian package: no control.tar member")?;
+    let reader: Box<dyn Read + '_> = match name.as_str() {
+        "control.tar" => Box::new(data),
+        "control.tar.xz" => Box::new(xz2::read::XzDecoder::new(data)),
+        "control.tar.gz" => Box::new(flate2::read::GzDecoder::new(data)),
+        "control.tar.zst" => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(data).map_err(|e| format!("{name}: {e}"))?)
+        }
+        other => return Err(format!("not a readable Debian package: unsupported member `{other}`")),
+    };
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries().map_err(|e| format!("{name}: {e}"))? {
+        let mut entry = entry.map_err(|e| format!("{name}: {e}"))?;
+        let path = entry.path().map_err(|e| format!("{name}: {e}"))?.to_string_lossy().into_owned();
+        if path.trim_start_matches("./") != "control" {
+            continue;
+        }
+        let mut text = String::new();
+        entry.read_to_string(&mut text).map_err(|e| format!("{name}: control: {e}"))?;
+        return text
+            .lines()
+            .find_map(|l| l.strip_prefix("Architecture:"))
+            .map(|a| a.trim().to_string())
+            .ok_or_else(|| "the package's control file has no Architecture field".to_string());
+    }
+    Err(format!("not a readable Debian package: no control file in {name}"))
+}
+
+/// A `what` package (e.g. `linux-image`) for `arch`, by its control file.
+fn check_deb_arch(deb: &[u8], what: &str, path: &Path, arch: Arch) -> Result<(), String> {
+    let got = deb_architecture(deb)?;
+    if got == arch.debian() {
+        return Ok(());
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Err(format!("{name} is a {what} package for {got} (`Architecture: {got}`), not for {arch} ({})", arch.debian()))
+}
+
+/// The stub must be a PE image for `arch` that takes the kernel: build a UKI without an initramfs
+/// and throw it away.
+fn check_stub(stub: Vec<u8>, kernel: Option<&(Kernel, Vec<String>)>, arch: Arch) -> Result<Vec<u8>, String> {
+    let machine = uki::machine(&stub).map_err(|e| e.to_string())?;
+    if machine.to_string() != arch.name() {
+        return Err(format!("the stub is for {machine}, not {arch}"));
+    }
+    if let Some((kernel, _)) = kernel {
+        let parts = uki::UkiParts { osrel: b"", cmdline: b"", uname: b"", linux: &kernel.image, initrd: b"" };
+        uki::build_uki(&stub, &parts).map_err(|e| e.to_string())?;
+    }
+    Ok(stub)
+}
+
+/// Build every artifact for `arch` into `out_dir`. Nothing is left in `out_dir` on failure.
+pub fn build(
+    config: &Config,
+    arch: Arch,
+    out_dir: &Path,
+    inputs: &Inputs,
+    progress: &Progress,
+) -> Result<Artifacts, BuildError> {
+    let prepared = prepare(config, arch, progress)?;
+    write(config, arch, prepared, out_dir, inputs, progress)
+}
+
+/// Write every artifact of a [`prepare`]d build into `out_dir`. Nothing is left in `out_dir` on
+/// failure.
+pub fn write(
+    config: &Config,
+    arch: Arch,
+    prepared: Prepared,
+    out_dir: &Path,
+    inputs: &Inputs,
+    progress: &Progress,
+) -> Result<Artifacts, BuildError> {
+    let modules_bytes = prepared.modules_bytes();
+    let Prepared { kernel, modules: order, stub, images } = prepared;
+    let loc = config.locator();
+    let stub_ref = &config.kernel.stubs[&arch];
+    let mut parts = Vec::new();
     parts.push(("kernel".into(), kernel.image.len() as u64));
     parts.push(("modules".into(), modules_bytes));
-
-    // Images, flattened.
-    let step = Step::start("images", Some(containers.len() as u64));
     let resolve::Materialized {
         trees,
-        images,
+        images: _,
         containers: plan_containers,
-        stats,
-        owners_clamped,
+        stats: _,
+        owners_clamped: _,
         seccomp,
         volumes,
         net,
-    } = resolve::materialize(config, arch, &containers, |i, name| {
-        step.set_pos(i as u64);
-        step.message(name.to_string());
-    })?;
+    } = images;
     let tree_refs: Vec<ext4::Root<'_>> =
         trees.iter().map(|r| ext4::Root { name: &r.dir, tree: &r.tree, id_shift: r.id_base }).collect();
     let image_bytes: u64 = tree_refs.iter().map(|r| r.tree.stats().file_bytes).sum();
-    step.done(format!(
-        "{images} image(s), {} container tree(s), {} KiB, {} layer(s), {} whiteout(s), {} device node(s) dropped, \
-         {owners_clamped} owner(s) outside the id range made nobody",
-        trees.len(),
-        image_bytes >> 10,
-        stats.layers,
-        stats.whiteouts,
-        stats.devices_dropped
-    ));
     parts.push(("images".into(), image_bytes));
 
     // Plan and initramfs.
-    let step = Step::start("initramfs", None);
+    let step = progress.step("initramfs", None);
     let plan = Plan {
         version: PLAN_VERSION,
         name: config.name.clone(),
@@ -200,13 +388,11 @@ pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Re
         entries.push(Entry::file(path.trim_start_matches('/'), 0o644, bytes));
     }
     let initrd = initramfs::build(&entries).map_err(anyhow::Error::from)?;
-    step.done(format!("{} KiB compressed", initrd.len() >> 10));
+    step.done(format!("{} compressed", size(initrd.len() as u64)));
     parts.push(("initramfs".into(), initrd.len() as u64));
 
     // UKI.
-    let step = Step::start("uki", None);
-    let stub = read_stub(pinned.stub, &stub_ref.path, arch)
-        .map_err(|e| loc.at(&stub_ref.path_span, format!("{}.path", stub_ref.key), e))?;
+    let step = progress.step("uki", None);
     let cmdline = cmdline(arch, &config.kernel.cmdline);
     let osrel = os_release(config, arch);
     let uki_bytes = uki::build_uki(
@@ -220,13 +406,13 @@ pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Re
         },
     )
     .map_err(|e| loc.at(&stub_ref.path_span, format!("{}.path", stub_ref.key), e.to_string()))?;
-    step.done(format!("{} KiB", uki_bytes.len() >> 10));
+    step.done(size(uki_bytes.len() as u64));
     parts.push(("uki".into(), uki_bytes.len() as u64));
 
     // Disk.
     let mut out = Output::new(out_dir).map_err(anyhow::Error::from)?;
     let stem = format!("{}-{}", config.name, arch);
-    let step = Step::start("disk", None);
+    let step = progress.step("disk", None);
     let esp_size = esp::fat32_size_for(uki_bytes.len() as u64);
     let (images_size, images_inodes) = ext4::size_for(&tree_refs);
     let layout = disk::plan(config.name.as_bytes(), esp_size, images_size, config.data_size);
@@ -273,7 +459,7 @@ pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Re
         }
     }
     file.sync_all().map_err(|e| anyhow::anyhow!("{}: {e}", img_path.display()))?;
-    step.done(format!("{} MiB disk", layout.disk_size >> 20));
+    step.done(format!("{}, {} partitions", size(layout.disk_size), layout.parts.len()));
     parts.push(("disk".into(), layout.disk_size));
 
     out.write(&format!("{stem}.efi"), &uki_bytes).map_err(anyhow::Error::from)?;
@@ -281,7 +467,7 @@ pub fn build(config: &Config, arch: Arch, out_dir: &Path, inputs: &Inputs) -> Re
     out.write(&format!("{stem}.initrd"), &initrd).map_err(anyhow::Error::from)?;
     out.write(&format!("{stem}.cmdline"), format!("{cmdline}\n").as_bytes()).map_err(anyhow::Error::from)?;
     let files = out.commit().map_err(anyhow::Error::from)?;
-    Ok(Artifacts { files, parts })
+    Ok(Artifacts { files, parts, layout, kernel_release: kernel.release, modules: order.len() })
 }
 
 fn volume_id(name: &str) -> u32 {

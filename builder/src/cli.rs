@@ -30,8 +30,18 @@ pub enum Command {
         /// target/<arch>-unknown-linux-musl/release/).
         #[arg(long)]
         init: Option<PathBuf>,
+        /// Print nothing but errors.
+        #[arg(short, long, conflicts_with = "json")]
+        quiet: bool,
+        /// Print the summary as one JSON object on stdout (files with size and sha256, the disk's
+        /// partitions, the parts' sizes, the steps' times; sizes in bytes), and no step lines.
+        #[arg(long)]
+        json: bool,
     },
-    /// Validate a config (and the files and images it names) without building.
+    /// Run every check `keel build` runs, without writing anything.
+    ///
+    /// The config, the files it pins, the kernel package (its arch, the modules and their
+    /// closure), the stub, and every image: a config `keel check` accepts, `keel build` builds.
     Check {
         /// The config file.
         config: PathBuf,
@@ -48,6 +58,25 @@ pub enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Write a starter config NAME.toml that `keel check` and `keel build` accept as written.
+    ///
+    /// It pins the kernel and systemd-stub packages with their sha256s and has one example
+    /// container. Packages come from --kernel/--stub, else from the `.cache/debs` that `make
+    /// setup` fills (looked for above this keel binary, then above the current directory); the
+    /// example image is `.cache/oci/busybox`. Never overwrites a file.
+    New {
+        /// The image name; the config is written to NAME.toml in the current directory.
+        name: String,
+        /// Target architecture (default: this machine's).
+        #[arg(long)]
+        arch: Option<String>,
+        /// The Debian linux-image package to pin (default: the newest in the cache).
+        #[arg(long, value_name = "FILE.deb")]
+        kernel: Option<PathBuf>,
+        /// The systemd-boot-efi package (or linux*.efi.stub file) to pin (default: the cache's).
+        #[arg(long, value_name = "FILE.deb")]
+        stub: Option<PathBuf>,
+    },
     /// Boot a disk image under QEMU through UEFI, serial console on this terminal. Exits 0
     /// when the guest powered off cleanly.
     Run {
@@ -59,10 +88,11 @@ pub enum Command {
         /// Accelerator: tcg (default) or kvm. KVM is never picked on its own.
         #[arg(long)]
         accel: Option<String>,
-        /// Give up (and kill the VM) after this long, e.g. 300s.
+        /// Give up (and kill the VM) after this long: a number and a unit (ms, s, m, h), e.g. 300s.
         #[arg(long, default_value = "600s")]
         timeout: String,
-        /// Guest memory, e.g. 1GiB.
+        /// Guest memory: a number and a unit, e.g. 768MiB or 1GiB (a bare number is refused, not
+        /// taken as bytes or MiB); at least 128MiB. Default 512MiB on x86_64, 1GiB on aarch64.
         #[arg(long)]
         memory: Option<String>,
         /// Boot the image itself instead of a copy-on-write overlay (writes persist).

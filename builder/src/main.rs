@@ -1,30 +1,68 @@
 //! keel: build a minimal container host image from one TOML file.
 
 mod cli;
+mod new;
 mod run;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::str::FromStr;
 
 use clap::Parser;
 use keel_plan::Arch;
 
 use keel_builder::build::{self, BuildError};
-use keel_builder::config::{self, Config, ConfigErrors};
-use keel_builder::{graph, netplan, resolve};
+use keel_builder::config::{units, Config};
+use keel_builder::output::{FileInfo, Summary};
+use keel_builder::progress::Progress;
+use keel_builder::{graph, netplan};
 
 use crate::cli::{Cli, Command};
 
-/// Exit status for bad input (config, files and images it names).
+/// Exit status for bad input (config, files and images it names, flags).
 const EXIT_INPUT: u8 = 2;
+
+/// The smallest guest `keel run --memory` accepts.
+const MIN_MEMORY_MIB: u64 = 128;
+
+/// What `keel build` prints besides errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Report {
+    /// Step lines and the summary table.
+    Text,
+    /// Only errors.
+    Quiet,
+    /// The summary as one JSON object on stdout.
+    Json,
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Build { config, arch, out, init } => report(cmd_build(&config, arch.as_deref(), &out, init)),
-        Command::Check { config, arch } => report(cmd_check(&config, arch.as_deref())),
+        Command::Build { config, arch, out, init, quiet, json } => {
+            let report_as = if json {
+                Report::Json
+            } else if quiet {
+                Report::Quiet
+            } else {
+                Report::Text
+            };
+            match arch_flag("build", arch.as_deref()) {
+                Ok(arch) => report(cmd_build(&config, arch, &out, init, report_as)),
+                Err(code) => code,
+            }
+        }
+        Command::Check { config, arch } => match arch_flag("check", arch.as_deref()) {
+            Ok(arch) => report(cmd_check(&config, arch)),
+            Err(code) => code,
+        },
         Command::Graph { config, output } => cmd_graph(&config, &output),
+        Command::New { name, arch, kernel, stub } => new::run(&name, arch.as_deref(), kernel, stub),
         Command::Run { image, arch, accel, timeout, memory, persist, publish } => {
+            if let Err(e) = run_flags(arch.as_deref(), accel.as_deref(), &timeout, memory.as_deref(), &publish) {
+                eprintln!("keel run: {e}");
+                return ExitCode::from(EXIT_INPUT);
+            }
             match run::run(&image, arch.as_deref(), accel.as_deref(), &timeout, memory.as_deref(), persist, &publish) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::FAILURE,
@@ -51,34 +89,74 @@ fn report(r: Result<(), BuildError>) -> ExitCode {
     }
 }
 
-fn load(path: &Path, arch: Option<&str>) -> Result<(Config, Arch), BuildError> {
-    let config = Config::load(path)?;
-    let arch = match arch {
-        None => config.arch,
-        Some(a) => Arch::parse(a).ok_or_else(|| {
-            ConfigErrors(vec![config::Diagnostic {
-                file: path.to_path_buf(),
-                line: 1,
-                column: 1,
-                key: "arch".into(),
-                message: format!("unknown arch `{a}` given with --arch (expected x86_64 or aarch64)"),
-            }])
-        })?,
-    };
-    Ok((config, arch))
+/// The `--arch` flag of `keel COMMAND`, checked before anything else: a bad value is the flag's
+/// fault, not the config's.
+fn arch_flag(command: &str, arch: Option<&str>) -> Result<Option<Arch>, ExitCode> {
+    match arch {
+        None => Ok(None),
+        Some(a) => Arch::parse(a).map(Some).ok_or_else(|| {
+            eprintln!("keel {command}: --arch: unknown arch `{a}` (expected x86_64 or aarch64)");
+            ExitCode::from(EXIT_INPUT)
+        }),
+    }
 }
 
-fn cmd_check(path: &Path, arch: Option<&str>) -> Result<(), BuildError> {
-    let (config, arch) = load(path, arch)?;
-    config.read_inputs(arch)?;
-    let containers = resolve::containers(&config, arch)?;
-    let m = resolve::materialize(&config, arch, &containers, |_, _| {})?;
+/// Every flag of `keel run`, checked before anything starts.
+fn run_flags(
+    arch: Option<&str>,
+    accel: Option<&str>,
+    timeout: &str,
+    memory: Option<&str>,
+    publish: &[String],
+) -> Result<(), String> {
+    if let Some(a) = arch {
+        keel_qemu::Arch::from_str(a).map_err(|e| format!("--arch: {e}"))?;
+    }
+    if let Some(a) = accel {
+        keel_qemu::Accel::from_str(a).map_err(|e| format!("--accel: {e}"))?;
+    }
+    match units::parse_duration(timeout) {
+        Ok(d) if d.is_zero() => return Err(format!("--timeout: `{timeout}` is no time at all")),
+        Ok(_) => {}
+        Err(e) => return Err(format!("--timeout: {e}")),
+    }
+    if let Some(m) = memory {
+        memory_flag(m).map_err(|e| format!("--memory: {e}"))?;
+    }
+    for p in publish {
+        p.parse::<keel_qemu::Publish>().map_err(|e| format!("--publish: {e}"))?;
+    }
+    Ok(())
+}
+
+/// `--memory`: a size with a unit, at least [`MIN_MEMORY_MIB`]; in MiB.
+fn memory_flag(m: &str) -> Result<u64, String> {
+    let t = m.trim();
+    if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!("`{m}` has no unit: write it with one, e.g. {t}MiB"));
+    }
+    let mib = units::parse_size(t)? >> 20;
+    if mib < MIN_MEMORY_MIB {
+        return Err(format!("`{m}` is too little: the firmware and the kernel need at least {MIN_MEMORY_MIB}MiB"));
+    }
+    if mib > u64::from(u32::MAX) {
+        return Err(format!("`{m}` is too large"));
+    }
+    Ok(mib)
+}
+
+fn cmd_check(path: &Path, arch: Option<Arch>) -> Result<(), BuildError> {
+    let config = Config::load(path)?;
+    let arch = arch.unwrap_or(config.arch);
+    let p = build::prepare(&config, arch, &Progress::new(false, true))?;
     println!(
-        "{}: ok ({arch}, {} container(s), {} image(s), {} layer(s) verified)",
+        "{}: ok ({arch}, kernel {} with {} modules, {} container(s), {} image(s), {} layer(s) verified)",
         path.display(),
-        m.containers.len(),
-        m.images,
-        m.stats.layers
+        p.kernel.release,
+        p.modules.len(),
+        p.images.containers.len(),
+        p.images.images,
+        p.images.stats.layers
     );
     Ok(())
 }
@@ -130,28 +208,43 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn cmd_build(path: &Path, arch: Option<&str>, out: &Path, init: Option<PathBuf>) -> Result<(), BuildError> {
-    let (config, arch) = load(path, arch)?;
+fn cmd_build(
+    path: &Path,
+    arch: Option<Arch>,
+    out: &Path,
+    init: Option<PathBuf>,
+    report_as: Report,
+) -> Result<(), BuildError> {
+    let started = std::time::Instant::now();
+    let config = Config::load(path)?;
+    let arch = arch.unwrap_or(config.arch);
+    let progress = Progress::new(report_as == Report::Text, report_as != Report::Quiet);
+    let prepared = build::prepare(&config, arch, &progress)?;
     let init = match init {
         Some(p) => p,
         None => default_init(arch).map_err(BuildError::Other)?,
     };
-    let started = std::time::Instant::now();
-    let artifacts = build::build(&config, arch, out, &build::Inputs { init })?;
-    println!("built {} for {arch} in {:.1}s:", config.name, started.elapsed().as_secs_f64());
-    for f in &artifacts.files {
-        let md = std::fs::metadata(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
-        let sha = config::sha256_file(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
-        use std::os::unix::fs::MetadataExt;
-        println!(
-            "  {:<28} {:>10} bytes  {:>6} KiB allocated  sha256 {sha}",
-            f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            md.len(),
-            md.blocks() * 512 / 1024,
-        );
+    let artifacts = build::write(&config, arch, prepared, out, &build::Inputs { init }, &progress)?;
+    let files = artifacts
+        .files
+        .iter()
+        .map(|f| FileInfo::read(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let steps = progress.times();
+    let summary = Summary {
+        name: &config.name,
+        config: path,
+        arch,
+        artifacts: &artifacts,
+        files: &files,
+        steps: &steps,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    match report_as {
+        Report::Text => print!("{}", summary.text()),
+        Report::Json => println!("{}", summary.json()),
+        Report::Quiet => {}
     }
-    let parts: Vec<String> = artifacts.parts.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    println!("  parts (bytes): {}", parts.join(" "));
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Bad configs: each file in tests/bad-configs/ must fail `keel check` and `keel build` with
 //! exit status 2 and one line `FILE:LINE:COLUMN: key `KEY`: message`, naming the key its
-//! first line announces (`# expect-key: KEY`), and leave no output behind.
+//! first line announces (`# expect-key: KEY`), and leave no output behind. `keel check` runs
+//! every check `keel build` runs, so both must print the same line.
 
 use std::path::PathBuf;
 
@@ -23,7 +24,8 @@ fn cases() -> Vec<(PathBuf, String)> {
     out
 }
 
-fn check_error(what: &str, path: &std::path::Path, key: &str, o: &std::process::Output) -> Result<(), String> {
+/// The one error line of a failed `keel check` or `keel build`.
+fn check_error(what: &str, path: &std::path::Path, key: &str, o: &std::process::Output) -> Result<String, String> {
     if o.status.code() != Some(2) {
         return Err(format!("{what} {}: exit {:?}, want 2:\n{}", path.display(), o.status.code(), text(o)));
     }
@@ -44,7 +46,7 @@ fn check_error(what: &str, path: &std::path::Path, key: &str, o: &std::process::
     if !line.contains(&format!("key `{key}`")) {
         return Err(format!("{what} {}: error does not name key `{key}`: {line}", path.display()));
     }
-    Ok(())
+    Ok(line.to_string())
 }
 
 #[test]
@@ -55,13 +57,15 @@ fn bad_configs_fail_cleanly() {
     let mut failures = Vec::new();
     for (path, key) in &cases {
         let p = path.to_string_lossy().into_owned();
-        if let Err(e) = check_error("keel check", path, key, &keel(&["check", &p])) {
-            failures.push(e);
-        }
+        let checked = check_error("keel check", path, key, &keel(&["check", &p]));
         let out = out_root.path().join(path.file_stem().unwrap());
         let o = keel(&["build", &p, "-o", &out.to_string_lossy()]);
-        if let Err(e) = check_error("keel build", path, key, &o) {
-            failures.push(e);
+        let built = check_error("keel build", path, key, &o);
+        match (checked, built) {
+            (Ok(c), Ok(b)) if c != b => {
+                failures.push(format!("{p}: keel check and keel build disagree:\n  check: {c}\n  build: {b}"))
+            }
+            (c, b) => failures.extend(c.err().into_iter().chain(b.err())),
         }
         if out.exists() {
             failures.push(format!("keel build {p} left {} behind", out.display()));

@@ -206,7 +206,9 @@ fn flows(arch: Arch) {
         .collect();
     let started: Vec<f64> = lines
         .iter()
-        .filter_map(|l| l.text.split_once(keel_plan::TIMELINE_PREFIX)?.1.trim().strip_suffix(" uplink-dhcp-start")?.parse().ok())
+        .filter_map(|l| {
+            l.text.split_once(keel_plan::TIMELINE_PREFIX)?.1.trim().strip_suffix(" uplink-dhcp-start")?.parse().ok()
+        })
         .collect();
     println!("{arch}: solo started at {solo:?}, DHCP started at {started:?}, lease at {leased:?}");
     if let (Some(s), Some(l)) = (started.first(), leased.first()) {

@@ -174,13 +174,19 @@ impl ContainerConfig {
 #[derive(Debug)]
 pub struct ConfigErrors(pub Vec<Diagnostic>);
 
+/// At most this many problems are shown, then a count of the rest.
+pub const MAX_SHOWN_ERRORS: usize = 20;
+
 impl std::fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, d) in self.0.iter().enumerate() {
+        for (i, d) in self.0.iter().take(MAX_SHOWN_ERRORS).enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
             write!(f, "{d}")?;
+        }
+        if self.0.len() > MAX_SHOWN_ERRORS {
+            write!(f, "\n... and {} more", self.0.len() - MAX_SHOWN_ERRORS)?;
         }
         Ok(())
     }
@@ -208,9 +214,24 @@ impl Config {
     pub fn parse(path: &Path, source: String) -> Result<Config, ConfigErrors> {
         let mut config = {
             let loc = Locator::new(path, &source);
-            let raw: RawConfig = toml::from_str(&source).map_err(|e| ConfigErrors(vec![loc.from_toml(&e)]))?;
+            // Unknown keys are collected (all of them, with a hint each) and skipped, so the
+            // validator still runs and reports the other problems of the same file.
+            let (raw, unknown) = diag::deserialize_collecting::<RawConfig>(&source);
+            let mut errors: Vec<Diagnostic> = unknown.iter().map(|u| loc.at(&u.span, u.path(), u.message())).collect();
+            let raw = match raw {
+                Ok(raw) => raw,
+                Err(e) => {
+                    let d = loc.from_toml(&e);
+                    // `imagee = …` also leaves `image` missing: the hint already says so.
+                    let missing = e.message().strip_prefix("missing field `").and_then(|m| m.split('`').next());
+                    if !missing.is_some_and(|m| unknown.iter().any(|u| u.suggestion() == Some(m))) {
+                        errors.push(d);
+                    }
+                    return Err(ConfigErrors(errors));
+                }
+            };
             let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            let mut v = Validator { loc: &loc, base: &base, errors: Vec::new() };
+            let mut v = Validator { loc: &loc, base: &base, errors };
             let config = v.config(raw);
             if !v.errors.is_empty() {
                 return Err(ConfigErrors(v.errors));

@@ -59,11 +59,13 @@ fn bench() -> Result<(), String> {
     // Build time: two builds, report each.
     let mut build_times = Vec::new();
     let mut log = String::new();
+    let mut built_stdout = Vec::new();
     for _ in 0..2 {
         let t = Instant::now();
-        let o = keel(&["build", "configs/hello.toml", "--arch", arch.name(), "-o", &out_s]);
+        let o = keel(&["build", "configs/hello.toml", "--arch", arch.name(), "-o", &out_s, "--json"]);
         build_times.push(t.elapsed().as_secs_f64());
         log = text(&o);
+        built_stdout = o.stdout.clone();
         if !o.status.success() {
             return Err(format!("keel build failed:\n{log}"));
         }
@@ -102,7 +104,10 @@ fn bench() -> Result<(), String> {
         eprintln!("run {}/{runs}: trivial init, keel (direct kernel boot), keel (UEFI disk boot)", i + 1);
         trivial_runs.push(boot(&direct(&baseline, None))?);
         keel_runs.push(boot(&direct(&file("initrd"), Some(file("img"))))?);
-        uefi_runs.push(boot(&VmConfig::new(qarch, Boot::Disk(file("img"))))?);
+        // With a NIC on QEMU's restricted user network, so the uplink's DHCP runs as it would.
+        let mut uefi = VmConfig::new(qarch, Boot::Disk(file("img")));
+        uefi.net = Some(keel_qemu::UserNet::default());
+        uefi_runs.push(boot(&uefi)?);
     }
 
     println!("keel bench: configs/hello.toml, {arch}, QEMU TCG, 1 vCPU, median of {runs} boots");
@@ -142,14 +147,28 @@ fn bench() -> Result<(), String> {
         "UEFI disk boot (OVMF + systemd-stub): first container output at {u_host:.3}s host wall \
          ({u_guest:.3}s on the guest clock), powered off at {u_end:.3}s"
     );
+    let dhcp: Vec<f64> = uefi_runs
+        .iter()
+        .filter_map(|m| {
+            let at = |e: &str| m.iter().find(|(x, _, _)| x == e).map(|x| x.1);
+            Some(at("uplink-lease")? - at("uplink-dhcp-start")?)
+        })
+        .collect();
+    match dhcp.as_slice() {
+        [] => println!("DHCP: no lease before power-off in any UEFI boot"),
+        d => println!(
+            "DHCP from QEMU's user network: lease {:.3}s of guest time after the first DISCOVER (median of {} boots)",
+            median_of(d),
+            d.len()
+        ),
+    }
 
     println!();
     println!("sizes (bytes)");
-    let parts = log.lines().find_map(|l| l.trim().strip_prefix("parts (bytes): ")).unwrap_or("");
-    for kv in parts.split_whitespace() {
-        if let Some((k, v)) = kv.split_once('=') {
-            println!("  {k:<12} {v:>12}");
-        }
+    let summary: serde_json::Value =
+        serde_json::from_slice(&built_stdout).map_err(|e| format!("keel build --json: {e}\n{log}"))?;
+    for part in summary["parts"].as_array().ok_or("keel build --json has no parts")? {
+        println!("  {:<12} {:>12}", part["name"].as_str().unwrap_or("?"), part["size"].as_u64().unwrap_or(0));
     }
     let img = std::fs::metadata(file("img")).map_err(|e| e.to_string())?;
     println!("  {:<12} {:>12}  (of {} apparent)", "disk alloc", img.blocks() * 512, img.len());
@@ -159,6 +178,12 @@ fn bench() -> Result<(), String> {
         build_times.iter().map(|t| format!("{t:.2}s")).collect::<Vec<_>>().join(", ")
     );
     Ok(())
+}
+
+fn median_of(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
 }
 
 /// Boot once and collect the marks: keel's timeline, the trivial init's line, power-off.
