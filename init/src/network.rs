@@ -249,10 +249,9 @@ fn firewall(net: &Net, uplink: Option<&str>) {
                 stats.bytes
             ));
             FIREWALL_LOADED.store(true, std::sync::atomic::Ordering::Relaxed);
-            for path in ["/proc/sys/net/ipv4/ip_forward"] {
-                if let Err(e) = std::fs::write(path, "1") {
-                    console::say(format_args!("firewall: {path}: {e}"));
-                }
+            let path = "/proc/sys/net/ipv4/ip_forward";
+            if let Err(e) = std::fs::write(path, "1") {
+                console::say(format_args!("firewall: {path}: {e}"));
             }
         }
         Err(e) => console::say(format_args!("firewall: {e}; forwarding stays off")),

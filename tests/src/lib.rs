@@ -195,9 +195,9 @@ pub fn first_line(lines: &[keel_qemu::Line], pattern: &str, arch: Arch, console:
 }
 
 /// Guest times (CLOCK_BOOTTIME) of the timeline events `EVENT NAME` (with any detail after), in
-/// console order.
+/// console order; an empty `name` matches events that carry none (`uplink-lease`).
 pub fn timeline(lines: &[keel_qemu::Line], event: &str, name: &str) -> Vec<f64> {
-    let want = format!("{event} {name}");
+    let want = if name.is_empty() { event.to_string() } else { format!("{event} {name}") };
     lines
         .iter()
         .filter_map(|l| {
@@ -230,4 +230,17 @@ pub fn wait_until(
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+/// A free TCP port on 127.0.0.1 (for QEMU's host forwards).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().expect("its address").port()
+}
+
+/// `curl -sS -m 10 http://127.0.0.1:PORT{path}`, the real client, as a user would run it.
+pub fn curl(port: u16, path: &str) -> Output {
+    Command::new("curl")
+        .args(["-sS", "-m", "10", &format!("http://127.0.0.1:{port}{path}")])
+        .output()
+        .expect("run curl")
 }

@@ -12,13 +12,12 @@
 //! unpublished uplink port is refused. Egress goes to an echo server on this machine (`cat`, run
 //! by QEMU's guestfwd for 10.0.2.100:7), which the VM reaches only through its uplink.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use keel_plan::Arch;
 use keel_qemu::{GuestForward, Publish, UserNet, Vm};
-use keel_tests::{build, busybox_image, kernel_toml, root, tcg_disk, timeline, wait_until};
+use keel_tests::{build, busybox_image, curl, free_port, kernel_toml, root, tcg_disk, timeline, wait_until};
 
 /// Each container's shell: the helper `try`, then `body`, then idle.
 fn script(body: &str) -> String {
@@ -90,18 +89,6 @@ fn config(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-/// A free TCP port on 127.0.0.1 (for QEMU's host forwards).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn curl(port: u16) -> std::process::Output {
-    std::process::Command::new("curl")
-        .args(["-sS", "-m", "10", &format!("http://127.0.0.1:{port}/")])
-        .output()
-        .expect("run curl")
-}
-
 fn flows(arch: Arch) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
@@ -124,13 +111,13 @@ fn flows(arch: Arch) {
     // The page through the published port (httpd is up: web printed its results after it).
     let deadline = Instant::now() + Duration::from_secs(60);
     let page = loop {
-        let o = curl(published);
+        let o = curl(published, "/");
         if o.status.success() || Instant::now() > deadline {
             break o;
         }
         std::thread::sleep(Duration::from_secs(2));
     };
-    let other = curl(unpublished);
+    let other = curl(unpublished, "/");
     vm.powerdown().expect("QMP system_powerdown");
     let status = vm.wait_exit(Duration::from_secs(120)).expect("the guest powers off");
     let console = vm.console();
@@ -198,18 +185,8 @@ fn flows(arch: Arch) {
         .unwrap_or_else(|| panic!("{arch}: no DHCP lease on the console:\n{console}"));
     println!("{arch}: {}", lease.text);
     let solo = timeline(&lines, "container-start", "solo");
-    let leased: Vec<f64> = lines
-        .iter()
-        .filter_map(|l| {
-            l.text.split_once(keel_plan::TIMELINE_PREFIX)?.1.trim().strip_suffix(" uplink-lease")?.parse().ok()
-        })
-        .collect();
-    let started: Vec<f64> = lines
-        .iter()
-        .filter_map(|l| {
-            l.text.split_once(keel_plan::TIMELINE_PREFIX)?.1.trim().strip_suffix(" uplink-dhcp-start")?.parse().ok()
-        })
-        .collect();
+    let leased = timeline(&lines, "uplink-lease", "");
+    let started = timeline(&lines, "uplink-dhcp-start", "");
     println!("{arch}: solo started at {solo:?}, DHCP started at {started:?}, lease at {leased:?}");
     if let (Some(s), Some(l)) = (started.first(), leased.first()) {
         println!("{arch}: DHCP lease took {:.3} s of guest time", l - s);
@@ -282,7 +259,7 @@ fn uplink_modes(arch: Arch) {
             });
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
-                let o = curl(port);
+                let o = curl(port, "/");
                 if o.status.success() || Instant::now() > deadline {
                     break Some(o);
                 }

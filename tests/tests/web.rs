@@ -7,19 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use keel_plan::Arch;
-use keel_tests::{build, keel_bin, root};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn curl(port: u16, path: &str) -> String {
-    let o = Command::new("curl")
-        .args(["-sS", "-m", "10", &format!("http://127.0.0.1:{port}{path}")])
-        .output()
-        .expect("run curl");
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use keel_tests::{build, curl, free_port, keel_bin, root};
 
 /// Stop `keel run` and its QEMU (one process group): TERM, then KILL after 30 s.
 fn stop(child: &mut Child) {
@@ -55,8 +43,8 @@ fn web(arch: Arch) {
     let deadline = Instant::now() + Duration::from_secs(480);
     let (mut page, mut api) = (String::new(), String::new());
     while Instant::now() < deadline {
-        page = curl(port, "/");
-        api = curl(port, "/api/");
+        page = String::from_utf8_lossy(&curl(port, "/").stdout).into_owned();
+        api = String::from_utf8_lossy(&curl(port, "/api/").stdout).into_owned();
         if page.contains("Hello from nginx on keel") && api.contains("db is up") {
             break;
         }
