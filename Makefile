@@ -6,7 +6,7 @@ ARCH ?= $(shell uname -m | sed 's/arm64/aarch64/')
 OUT ?= out
 TEST_THREADS ?= 2
 
-.PHONY: all setup build demo test bench lint fmt clean
+.PHONY: all setup build demo test check bench lint fmt clean
 
 all: build
 
@@ -33,6 +33,21 @@ test: build
 	$(CARGO) fmt --all -- --check
 	$(CARGO) test --release --workspace --exclude keel-init -- --test-threads=$(TEST_THREADS)
 	$(CARGO) test --release -p keel-init
+
+# The test files of keel-tests that boot VMs; `make check` leaves them (and keel-qemu's own boots)
+# to `make test`.
+BOOT_TESTS := boot grow isolation network real_images restart shutdown steady supervision volumes web
+QUICK_TESTS := $(filter-out $(BOOT_TESTS),$(basename $(notdir $(wildcard tests/tests/*.rs))))
+
+## check: the quick loop: lint, unit tests, host runtime tests and artifact tests; no VM boots
+check: build
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) fmt --all -- --check
+	$(CARGO) test --release --workspace --exclude keel-init --exclude keel-tests --exclude keel-qemu -- --test-threads=$(TEST_THREADS)
+	$(CARGO) test --release -p keel-qemu --lib
+	$(CARGO) test --release -p keel-tests --lib --bins $(addprefix --test ,$(QUICK_TESTS)) -- --test-threads=$(TEST_THREADS)
+	$(CARGO) test --release -p keel-init
+	@echo "check: passed; the VM boots ($(BOOT_TESTS), keel-qemu's vm) run in make test"
 
 ## bench: boot timeline against a trivial init, part sizes, build time
 bench: build
