@@ -19,6 +19,9 @@ use std::process::{Command, Output};
 use keel_tests::{debugfs, images_partition, keel_bin, kernel_toml, root, text, tool};
 use sha2::{Digest, Sha256};
 
+/// The most memory over its baseline `keel check` may take to refuse one of the costly layers.
+const MAX_HOSTILE_EXTRA_KIB: u64 = 64 * 1024;
+
 /// One case of the corpus, as cases.tsv lists it.
 #[derive(Debug, Default)]
 struct Case {
@@ -306,6 +309,24 @@ fn the_corpus_is_rejected_or_neutralised_and_nothing_outside_is_touched() {
         }
     }
 
+    // Layers built to cost memory and time out of proportion to their size are refused within a
+    // fixed memory bound over what `keel check` takes for the same kernel and one small benign
+    // image (most of it is the kernel package's modules). Time is reported, not asserted: benchmarks measure speed.
+    let base_cfg = config("baseline", &neutralised[..1]);
+    let (code, base_kib, base_secs, t) = peak_usage(&input, &base_cfg);
+    assert_eq!(code, Some(0), "keel check of the baseline failed:\n{t}");
+    eprintln!("baseline (kernel, one benign image): peak {base_kib} KiB, {base_secs} s");
+    for name in ["deep-paths", "deep-symlink", "repeated-opaque"] {
+        assert!(rejected.iter().any(|c| c.name == name), "no case {name}");
+        let (code, kib, secs, t) = peak_usage(&input, &input.join(format!("r-{name}.toml")));
+        eprintln!("{name}: exit {code:?}, peak {kib} KiB (+{} KiB), {secs} s", kib.saturating_sub(base_kib));
+        if code != Some(2) || kib > base_kib + MAX_HOSTILE_EXTRA_KIB {
+            failures.push(format!(
+                "{name}: want exit 2 within {MAX_HOSTILE_EXTRA_KIB} KiB over {base_kib} KiB, got {code:?} and {kib} KiB:\n{t}"
+            ));
+        }
+    }
+
     // Neutralised cases: one host, one container each.
     let cfg = config("neutralised", &neutralised);
     let dest = out.join("neutralised");
@@ -347,6 +368,21 @@ fn the_corpus_is_rejected_or_neutralised_and_nothing_outside_is_touched() {
     }
     assert!(failures.is_empty(), "{} problem(s):\n{}", failures.len(), failures.join("\n"));
     eprintln!("{} rejected, {} neutralised, {} traces clean", rejected.len(), neutralised.len(), traces.len());
+}
+
+/// `keel check CONFIG` under /usr/bin/time: exit code, peak RSS in KiB, seconds, and its output.
+fn peak_usage(cwd: &Path, cfg: &Path) -> (Option<i32>, u64, String, String) {
+    let o = Command::new("/usr/bin/time")
+        .args(["-f", "KEEL-RUSAGE %M %e"])
+        .arg(keel_bin())
+        .args(["check", &cfg.to_string_lossy()])
+        .current_dir(cwd)
+        .output()
+        .expect("run /usr/bin/time (make setup installs it)");
+    let t = text(&o);
+    let usage = t.lines().find_map(|l| l.strip_prefix("KEEL-RUSAGE ")).unwrap_or_default();
+    let (kib, secs) = usage.split_once(' ').unwrap_or_default();
+    (o.status.code(), kib.parse().unwrap_or(u64::MAX), secs.to_string(), t)
 }
 
 /// The config files the test itself wrote into the input (present after, not before).

@@ -13,7 +13,7 @@
 //! - sizes are capped (`limits.rs`, through `entries.rs`), and at most [`MAX_TRAILER`] bytes
 //!   may follow the end-of-archive marker.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::Arc;
 
@@ -55,7 +55,7 @@ pub enum LayerError {
         /// The type byte.
         kind: char,
     },
-    /// Two entries for one path in one layer.
+    /// Two entries for one path in one layer (whiteouts included).
     #[error("entry `{0}` appears twice in the layer")]
     Duplicate(String),
     /// Data after the end-of-archive marker beyond [`MAX_TRAILER`].
@@ -94,11 +94,11 @@ fn apply_entries<R: Read>(
     budget: &mut Budget,
 ) -> Result<LayerStats, LayerError> {
     let mut stats = LayerStats::default();
-    // Entries this layer added (implicit parents included): whiteouts and opaque markers only
-    // remove lower-layer entries.
-    let mut added: HashSet<Vec<String>> = HashSet::new();
-    // Entries this layer wrote explicitly, by resolved path: each may appear once.
-    let mut seen: HashSet<Vec<String>> = HashSet::new();
+    // What this layer added, by resolved path: whiteouts and opaque markers only remove
+    // lower-layer entries, and each path may be written once.
+    let mut added = Added::default();
+    // Whiteout entries seen, as written: a repeated one is a duplicate entry like any other.
+    let mut whiteouts: HashSet<String> = HashSet::new();
     let mut entries = archive.entries().map_err(TarError::Io)?.raw(true);
     while let Some(mut m) = entries::next(&mut entries, budget)? {
         let raw_path = m.path.clone();
@@ -113,6 +113,9 @@ fn apply_entries<R: Read>(
         };
 
         if name == OPAQUE || name.starts_with(WHITEOUT) {
+            if !whiteouts.insert(comps.join("/")) {
+                return Err(LayerError::Duplicate(raw_path));
+            }
             // Whiteouts only remove what lower layers put there, and never create anything: a
             // whiteout under a directory that does not exist has nothing to hide.
             let Ok(parent) = tree.resolve_dir(parent, None) else {
@@ -120,20 +123,15 @@ fn apply_entries<R: Read>(
                 continue;
             };
             let dir = tree.dir_mut(&parent).map_err(path_err)?;
+            let ours = added.get(&parent);
             if name == OPAQUE {
-                dir.retain(|child, _| {
-                    let mut p = parent.clone();
-                    p.push(child.clone());
-                    added.contains(&p)
-                });
+                dir.retain(|child, _| ours.is_some_and(|a| a.kids.contains_key(child)));
             } else {
                 let victim = &name[WHITEOUT.len()..];
                 if victim.is_empty() || victim == "." || victim == ".." {
                     return Err(path_err(PathError::Invalid(raw_path.clone())));
                 }
-                let mut p = parent.clone();
-                p.push(victim.to_string());
-                if !added.contains(&p) {
+                if !ours.is_some_and(|a| a.kids.contains_key(victim)) {
                     dir.remove(victim);
                 }
             }
@@ -141,9 +139,7 @@ fn apply_entries<R: Read>(
             continue;
         }
         let parent = resolve_parent(tree, parent, &mut added).map_err(path_err)?;
-        let mut key = parent.clone();
-        key.push(name.clone());
-        if !seen.insert(key) {
+        if added.get(&parent).and_then(|a| a.kids.get(name)).is_some_and(|n| n.written) {
             return Err(LayerError::Duplicate(raw_path));
         }
 
@@ -157,7 +153,7 @@ fn apply_entries<R: Read>(
                         dir.insert(name.clone(), Node::dir(meta));
                     }
                 }
-                mark(&mut added, &parent, name);
+                added.mark(&parent, name);
                 stats.entries += 1;
                 continue;
             }
@@ -197,38 +193,54 @@ fn apply_entries<R: Read>(
             }
         };
         tree.dir_mut(&parent).map_err(path_err)?.insert(name.clone(), Node { meta, kind });
-        mark(&mut added, &parent, name);
+        added.mark(&parent, name);
         stats.entries += 1;
     }
     Ok(stats)
 }
 
+/// The paths one layer added, as a tree of names: each node is stored once, so the memory is
+/// linear in the layer, however deep its paths.
+#[derive(Debug, Default)]
+struct Added {
+    kids: HashMap<String, Added>,
+    /// An entry of the layer named this path (not only created it as a parent).
+    written: bool,
+}
+
+impl Added {
+    /// The node at resolved path `path`, if this layer added it.
+    fn get(&self, path: &[String]) -> Option<&Added> {
+        path.iter().try_fold(self, |node, c| node.kids.get(c))
+    }
+
+    /// Record `path` (and the parents on the way) as added.
+    fn add(&mut self, path: &[String]) -> &mut Added {
+        path.iter().fold(self, |node, c| node.kids.entry(c.clone()).or_default())
+    }
+
+    /// Record that an entry wrote `parent/name`.
+    fn mark(&mut self, parent: &[String], name: &str) {
+        let dir = self.add(parent);
+        dir.kids.entry(name.to_string()).or_default().written = true;
+    }
+}
+
 /// Resolve an entry's parent inside the tree, creating missing directories; the ones created
 /// count as added by this layer (so a later opaque marker in the same layer keeps them).
-fn resolve_parent(
-    tree: &mut Tree,
-    parent: &[String],
-    added: &mut HashSet<Vec<String>>,
-) -> Result<Vec<String>, PathError> {
+fn resolve_parent(tree: &mut Tree, parent: &[String], added: &mut Added) -> Result<Vec<String>, PathError> {
     if let Ok(p) = tree.resolve_dir(parent, None) {
         return Ok(p);
     }
     let resolved = tree.resolve_dir(parent, Some(Meta::root(0o755)))?;
-    for i in 1..=resolved.len() {
-        added.insert(resolved[..i].to_vec());
-    }
+    added.add(&resolved);
     Ok(resolved)
-}
-
-fn mark(added: &mut HashSet<Vec<String>>, parent: &[String], name: &str) {
-    let mut p = parent.to_vec();
-    p.push(name.to_string());
-    added.insert(p);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::limits::MAX_DEPTH as MAX_DEPTH_FOR_TEST;
 
     enum E<'a> {
         Dir(&'a str),
@@ -374,6 +386,53 @@ mod tests {
         let s = ap(&mut t, &layer(&[E::Dev("dev/sda")])[..]).unwrap();
         assert_eq!(s.devices_dropped, 1);
         assert!(names(&mut t, &["dev"]).is_empty());
+    }
+
+    /// A layer of long paths (GNU long-name records), for depth tests.
+    fn long_layer(files: &[&str], links: &[(&str, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, target) in links {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            h.set_mode(0o777);
+            b.append_link(&mut h, path, target).unwrap();
+        }
+        for path in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            h.set_size(1);
+            b.append_data(&mut h, path, &b"x"[..]).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn paths_deeper_than_the_cap_are_refused_as_written_and_through_symlinks() {
+        let at_cap = format!("{}f", "d/".repeat(MAX_DEPTH_FOR_TEST - 1));
+        ap(&mut Tree::default(), &long_layer(&[&at_cap], &[])).unwrap();
+        let over = format!("{}f", "d/".repeat(MAX_DEPTH_FOR_TEST));
+        let e = ap(&mut Tree::default(), &long_layer(&[&over], &[])).unwrap_err();
+        assert!(matches!(e, LayerError::Path { source: PathError::TooDeep(_), .. }), "{e}");
+        // Shallow as written, too deep once the symlink is followed.
+        let target = "d/".repeat(200);
+        let through = format!("s/{}f", "e/".repeat(60));
+        let e = ap(&mut Tree::default(), &long_layer(&[&through], &[("s", &target)])).unwrap_err();
+        assert!(matches!(e, LayerError::Path { source: PathError::TooDeep(_), .. }), "{e}");
+        assert!(e.to_string().contains("deeper than 256"), "{e}");
+    }
+
+    #[test]
+    fn repeated_whiteouts_are_duplicates() {
+        let mut t = Tree::default();
+        ap(&mut t, &layer(&[E::File("d/a", b"1"), E::File("d/b", b"1")])).unwrap();
+        for entries in [
+            &[E::File("d/.wh..wh..opq", b""), E::File("d/.wh..wh..opq", b"")][..],
+            &[E::File("d/.wh.a", b""), E::File("./d/.wh.a", b"")][..],
+        ] {
+            let e = ap(&mut t.clone(), &layer(entries)).unwrap_err();
+            assert!(matches!(e, LayerError::Duplicate(_)), "{e}");
+        }
     }
 
     #[test]

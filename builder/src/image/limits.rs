@@ -12,6 +12,10 @@ pub const MAX_IMAGE_BYTES: u64 = 4 << 30;
 pub const MAX_ENTRIES: u64 = 1 << 20;
 /// Longest path or link target accepted in a tar entry, in bytes (Linux's PATH_MAX).
 pub const MAX_PATH: usize = 4096;
+/// Deepest path accepted, in components, as written in a layer and after its symlinks are
+/// followed. Linux has no such limit, but no real image comes near it (Debian's deepest path
+/// is about 20 deep), and every step of a path costs the builder time and memory.
+pub const MAX_DEPTH: usize = 256;
 /// Largest PAX extended header accepted, in bytes.
 pub const MAX_PAX_HEADER: u64 = 1 << 20;
 /// Largest JSON document read (oci-layout, index.json, index, manifest, config, manifest.json).

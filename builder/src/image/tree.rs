@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::limits::MAX_DEPTH;
+
 /// Ownership, permissions and time of one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Meta {
@@ -74,6 +76,17 @@ pub enum PathError {
     /// An empty name, or one with NUL.
     #[error("invalid path `{0}`")]
     Invalid(String),
+    /// More than [`MAX_DEPTH`] components, as written or once symlinks are followed.
+    #[error("path `{0}` is deeper than {MAX_DEPTH} directories")]
+    TooDeep(String),
+}
+
+/// `path` cut to its first 200 bytes, for an error message.
+fn short(path: &str) -> String {
+    match path.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &path[..i]),
+        None => path.to_string(),
+    }
 }
 
 /// Split an archive path into clean components: leading `/` and `./` are dropped, `.` and
@@ -88,6 +101,9 @@ pub fn components(path: &str) -> Result<Vec<String>, PathError> {
             "" | "." => {}
             ".." => return Err(PathError::DotDot(path.to_string())),
             c => out.push(c.to_string()),
+        }
+        if out.len() > MAX_DEPTH {
+            return Err(PathError::TooDeep(short(path)));
         }
     }
     Ok(out)
@@ -133,6 +149,9 @@ impl Tree {
         let mut cur: Vec<String> = Vec::new();
         let mut queue: std::collections::VecDeque<String> = comps.iter().cloned().collect();
         while let Some(c) = queue.pop_front() {
+            if cur.len() >= MAX_DEPTH && c != ".." && c != "." && !c.is_empty() {
+                return Err(PathError::TooDeep(short(&format!("{}/{c}", cur.join("/")))));
+            }
             if c == ".." {
                 cur.pop();
                 continue;
@@ -218,12 +237,14 @@ impl Tree {
     pub fn stats(&self) -> TreeStats {
         let mut s = TreeStats::default();
         let mut seen = std::collections::HashSet::new();
-        fn walk(n: &Node, s: &mut TreeStats, seen: &mut std::collections::HashSet<usize>) {
+        // A stack, not recursion: the walk's depth is the tree's.
+        let mut stack = vec![&self.root];
+        while let Some(n) = stack.pop() {
             s.nodes += 1;
             match &n.kind {
                 Kind::Dir(c) => {
                     s.dirs += 1;
-                    c.values().for_each(|n| walk(n, s, seen));
+                    stack.extend(c.values());
                 }
                 Kind::File(d) => {
                     if seen.insert(Arc::as_ptr(d) as usize) {
@@ -239,7 +260,6 @@ impl Tree {
                 Kind::Fifo => {}
             }
         }
-        walk(&self.root, &mut s, &mut seen);
         s
     }
 }
