@@ -10,6 +10,8 @@ use std::sync::{Mutex, OnceLock};
 
 use keel_plan::Arch;
 
+pub mod scenario;
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()

@@ -7,12 +7,12 @@
 //! The kernel's own messages stay on (no `quiet`): on the first boot it warns that the backup
 //! GPT is not at the end of the disk, on the second it must not.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use keel_plan::{Arch, DATA_LABEL};
-use keel_qemu::{run_to_exit, RunOutcome};
-use keel_tests::{build, busybox_image, extract, kernel_toml, partitions, tcg_disk, text, tool};
+use keel_tests::scenario::{fsck_clean, Run, Scenario};
+use keel_tests::{both_arches, partitions, text, tool};
 
 /// The disk the image is copied to.
 const DISK_BYTES: u64 = 1 << 30;
@@ -20,25 +20,11 @@ const MIB: u64 = 1 << 20;
 /// What the kernel prints while the backup GPT is not at the disk's end.
 const KERNEL_GPT_WARNING: &str = "GPT:Alternate GPT header not at the end of the disk";
 
-fn write_config(dir: &Path) -> PathBuf {
-    let c = format!(
-        "version = 1\nname = \"grow\"\n\n{}\n[host]\non-exit = \"poweroff\"\n\n[[container]]\nname = \"hello\"\n\
-         image = \"{}\"\ncommand = [\"/bin/sh\", \"-c\", \"echo hello\"]\n",
-        kernel_toml(),
-        busybox_image()
-    );
-    let path = dir.join("grow.toml");
-    std::fs::write(&path, c).unwrap();
-    path
-}
-
-fn boot(arch: Arch, disk: &Path, which: &str) -> RunOutcome {
-    let mut cfg = tcg_disk(arch, disk);
-    cfg.disk_snapshot = false;
-    let out = run_to_exit(&cfg, Duration::from_secs(400)).unwrap_or_else(|e| panic!("{arch}: {which} boot: {e}"));
-    assert!(out.clean_poweroff, "{arch}: {which} boot did not power off cleanly ({}):\n{}", out.status, out.console);
-    assert!(out.console.contains("hello| hello"), "{arch}: {which} boot: no container output:\n{}", out.console);
-    out
+/// Boot `disk` in place to its clean power-off; the container must have run.
+fn boot(s: &Scenario, disk: &Path, which: &str) -> Run {
+    let run = s.boot_in_place(Some(disk), Duration::from_secs(400), &format!("{which} boot"));
+    assert!(run.has("hello| hello"), "{}: {which} boot: no container output:\n{}", s.arch, run.console);
+    run
 }
 
 /// `Key: value` from dumpe2fs -h.
@@ -62,12 +48,9 @@ fn parse_time(iso: &str) -> i64 {
 }
 
 fn keel_data_fills_a_larger_disk(arch: Arch) {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path());
-    let b = build(&cfg.to_string_lossy(), arch, &format!("grow-{arch}-{}", std::process::id()));
-    let disk = dir.path().join("disk.img");
-    std::fs::copy(&b.img, &disk).unwrap();
-    let _ = std::fs::remove_dir_all(&b.dir);
+    let s = Scenario::new("grow", arch, &[]);
+    let disk = s.dir.path().join("disk.img");
+    std::fs::copy(s.img(), &disk).unwrap();
     let before = partitions(&disk);
     let data_before = before.iter().find(|p| p.name == DATA_LABEL).cloned().expect("keel-data in the image");
     let image_bytes = std::fs::metadata(&disk).unwrap().len();
@@ -82,7 +65,7 @@ fn keel_data_fills_a_larger_disk(arch: Arch) {
 
     // Boot 1: growth.
     let host_before = now();
-    let first = boot(arch, &disk, "first");
+    let first = boot(&s, &disk, "first");
     let console = &first.console;
     assert!(console.contains(KERNEL_GPT_WARNING), "{arch}: the kernel did not see the small GPT:\n{console}");
     let old_mib = (data_before.last + 1 - data_before.first) * 512 / MIB;
@@ -132,10 +115,8 @@ fn keel_data_fills_a_larger_disk(arch: Arch) {
     let part_bytes = (data.last + 1 - data.first) * 512;
     assert!(grown.contains(&format!(" to {} MiB in ", part_bytes / MIB)), "{arch}: {grown}");
 
-    let fs = dir.path().join("keel-data.ext4");
-    extract(&disk, &data, &fs);
-    let o = tool("e2fsck", &["-fn", &fs.to_string_lossy()]);
-    assert!(o.status.success(), "{arch}: e2fsck -fn keel-data:\n{}", text(&o));
+    let fs = s.keel_data(Some(&disk));
+    fsck_clean(&fs, arch);
     let (blocks, block_size) = (dumpe2fs_field(&fs, "Block count"), dumpe2fs_field(&fs, "Block size"));
     assert_eq!(
         blocks,
@@ -145,7 +126,7 @@ fn keel_data_fills_a_larger_disk(arch: Arch) {
     let _ = std::fs::remove_file(&fs);
 
     // Boot 2: nothing to do.
-    let second = boot(arch, &disk, "second");
+    let second = boot(&s, &disk, "second");
     assert!(!second.console.contains(KERNEL_GPT_WARNING), "{arch}: the kernel still warns:\n{}", second.console);
     for says in [" grown from ", " not grown", " not extended", "GPT moved"] {
         assert!(!second.console.contains(says), "{arch}: the second boot says `{says}`:\n{}", second.console);
@@ -170,12 +151,4 @@ fn keel_data_fills_a_larger_disk(arch: Arch) {
     );
 }
 
-#[test]
-fn keel_data_fills_a_larger_disk_x86_64() {
-    keel_data_fills_a_larger_disk(Arch::X86_64);
-}
-
-#[test]
-fn keel_data_fills_a_larger_disk_aarch64() {
-    keel_data_fills_a_larger_disk(Arch::Aarch64);
-}
+both_arches!(keel_data_fills_a_larger_disk);

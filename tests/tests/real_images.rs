@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use keel_builder::image::{self, tree::Kind, tree::Node, ImageRef};
 use keel_plan::Arch;
-use keel_tests::{build, keel, kernel_toml, root, text};
+use keel_tests::scenario::Scenario;
+use keel_tests::{both_arches, keel, kernel_toml, root, text};
 use sha2::{Digest, Sha256};
 
 /// Where `make setup` puts the fixture.
@@ -175,23 +176,16 @@ fn docker_archives_are_verified_and_chosen_by_reference() {
     check_refuses(tmp.path(), &format!("docker-archive:{}", tampered.display()), Arch::X86_64, "failed verification");
 }
 
-/// Build a host with one container per format (no `command`: the image's defaults run), boot
-/// it, and check what each container reports.
-fn boot_real_images(arch: Arch) {
+/// Build a host with one container per format but `multi` (no `command`: the image's defaults
+/// run), boot it, and check what each container reports.
+fn real_images_boot(arch: Arch) {
     let version = debian_version(arch);
-    let dir = tempfile::tempdir().unwrap();
     let containers: Vec<_> = formats(arch).into_iter().filter(|(n, _)| *n != "multi").collect();
-    let name = format!("realimages{}", deb_arch(arch));
-    let cfg = write_config(dir.path(), &name, &containers);
-    let b = build(&cfg.to_string_lossy(), arch, &format!("{name}-{}", std::process::id()));
-    let vm = keel_tests::tcg_disk(arch, &b.img);
-    let outcome = keel_qemu::run_to_exit(&vm, Duration::from_secs(400)).expect("boot");
-    let _ = std::fs::remove_dir_all(&b.dir);
-    let console = &outcome.console;
+    let s = Scenario::new("realimages", arch, &[("debarch", deb_arch(arch))]);
+    let run = s.boot(Duration::from_secs(400));
+    let console = &run.console;
     for (c, image) in &containers {
-        let prefix = format!("{c}| ");
-        let lines: Vec<&str> =
-            outcome.lines.iter().filter_map(|l| l.text.split_once(&prefix).map(|(_, r)| r.trim_end())).collect();
+        let lines: Vec<&str> = run.output(c).into_iter().map(str::trim_end).collect();
         for want in [
             format!("debian={version}"),
             "doomed=gone".to_string(),
@@ -202,21 +196,9 @@ fn boot_real_images(arch: Arch) {
         ] {
             assert!(lines.iter().any(|l| *l == want), "{arch}: {c} ({image}) did not print `{want}`:\n{console}");
         }
-        assert!(
-            console.contains(&format!("container {c} exited with status 0")),
-            "{arch}: {c} did not exit 0:\n{console}"
-        );
+        run.expect(&format!("container {c} exited with status 0"));
     }
-    assert!(outcome.clean_poweroff, "{arch}: no clean power-off:\n{console}");
-    eprintln!("{arch}: three real images booted in {:.1}s", outcome.wall.as_secs_f64());
+    eprintln!("{arch}: three real images booted in {:.1}s", run.wall.as_secs_f64());
 }
 
-#[test]
-fn real_images_boot_x86_64() {
-    boot_real_images(Arch::X86_64);
-}
-
-#[test]
-fn real_images_boot_aarch64() {
-    boot_real_images(Arch::Aarch64);
-}
+both_arches!(real_images_boot);

@@ -6,61 +6,37 @@
 //! for four starts of crashy and the crash-loop report, then presses the power button (QMP
 //! `system_powerdown`): the pending restart is dropped and the machine powers off cleanly.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use keel_plan::Arch;
-use keel_qemu::{Line, Vm, POWER_DOWN_LINE};
-use keel_tests::{build, busybox_image, kernel_toml, tcg_disk, timeline, wait_until};
+use keel_qemu::Line;
+use keel_tests::scenario::{power_off, Scenario};
+use keel_tests::{both_arches, wait_until};
 
 /// Starts of crashy to see before stopping the machine.
 const STARTS: usize = 4;
-
-fn write_config(dir: &Path) -> PathBuf {
-    let image = busybox_image();
-    let mut c = format!("version = 1\nname = \"restart\"\n\n{}cmdline = \"quiet\"\n", kernel_toml());
-    c.push_str("\n[host]\non-exit = \"poweroff\"\nshutdown-grace = \"3s\"\n");
-    for (name, script, restart) in [("crashy", "echo start; exit 3", "on-failure"), ("once", "echo once; exit 4", "no")]
-    {
-        c.push_str(&format!(
-            "\n[[container]]\nname = \"{name}\"\nimage = \"{image}\"\ncommand = [\"/bin/sh\", \"-c\", \"{script}\"]\n\
-             restart = \"{restart}\"\n"
-        ));
-    }
-    let path = dir.join("restart.toml");
-    std::fs::write(&path, c).unwrap();
-    path
-}
 
 fn starts(lines: &[Line]) -> Vec<&Line> {
     lines.iter().filter(|l| l.text.trim_end().ends_with("crashy| start")).collect()
 }
 
-fn crashy_restarts_with_backoff(arch: Arch) {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path());
-    let b = build(&cfg.to_string_lossy(), arch, &format!("restart-{arch}-{}", std::process::id()));
-    let vm_cfg = tcg_disk(arch, &b.img);
-    let mut vm = Vm::start(&vm_cfg).expect("start QEMU");
+fn on_failure_restarts_with_backoff(arch: Arch) {
+    let s = Scenario::new("restart", arch, &[]);
+    let mut vm = s.start(false);
     wait_until(&mut vm, "crash loop", Duration::from_secs(400), arch, |lines| {
         starts(lines).len() >= STARTS
             && lines.iter().any(|l| l.text.contains("keel: container crashy is crash-looping"))
     });
-    vm.powerdown().expect("QMP system_powerdown");
-    let status = vm.wait_exit(Duration::from_secs(120)).expect("the guest powers off");
-    let _ = std::fs::remove_dir_all(&b.dir);
-    let lines = vm.lines();
-    let console = vm.console();
-    assert!(status.success(), "{arch}: QEMU exited with {status}:\n{console}");
-    assert!(lines.iter().any(|l| l.text.contains(POWER_DOWN_LINE)), "{arch}: no clean power-off:\n{console}");
+    let run = power_off(vm, arch);
+    let (lines, console) = (&run.lines, &run.console);
 
     // crashy: restarted with a growing delay, announced, and reported as a crash loop once.
-    let seen = starts(&lines);
+    let seen = starts(lines);
     assert!(seen.len() >= STARTS, "{arch}: crashy started {} times:\n{console}", seen.len());
     // On the guest clock, from each exit to the next start: the backoff itself, 1 s, 2 s, 4 s...
     // (plus the time keel-runtime takes to start a container under TCG).
-    let started = timeline(&lines, "container-start", "crashy");
-    let exited = timeline(&lines, "container-exit", "crashy");
+    let started = run.timeline("container-start", "crashy");
+    let exited = run.timeline("container-exit", "crashy");
     assert_eq!(started.len(), seen.len(), "{arch}: one container-start event per start:\n{console}");
     let delays: Vec<f64> = exited.iter().zip(started.iter().skip(1)).map(|(e, s)| s - e).collect();
     assert_eq!(delays.len(), seen.len() - 1, "{arch}: a container-exit event per run:\n{console}");
@@ -96,9 +72,7 @@ fn crashy_restarts_with_backoff(arch: Arch) {
     assert!(loops[0].contains(": 5 restarts in "), "{arch}: {}", loops[0]);
 
     // The stop drops the pending restart: no start after the power button.
-    let pressed = lines.iter().position(|l| l.text.contains("keel: power button pressed")).unwrap_or_else(|| {
-        panic!("{arch}: the power button press was not seen:\n{console}");
-    });
+    let pressed = run.first("keel: power button pressed");
     assert!(
         !lines[pressed..].iter().any(|l| l.text.contains("container-start crashy") || l.text.contains("crashy| start")),
         "{arch}: crashy restarted during the stop:\n{console}"
@@ -120,12 +94,4 @@ fn crashy_restarts_with_backoff(arch: Arch) {
     );
 }
 
-#[test]
-fn on_failure_restarts_with_backoff_x86_64() {
-    crashy_restarts_with_backoff(Arch::X86_64);
-}
-
-#[test]
-fn on_failure_restarts_with_backoff_aarch64() {
-    crashy_restarts_with_backoff(Arch::Aarch64);
-}
+both_arches!(on_failure_restarts_with_backoff);

@@ -10,12 +10,11 @@
 //! machine; the disk (booted in place) is then read with e2fsck and debugfs.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use keel_plan::Arch;
-use keel_qemu::{Vm, POWER_DOWN_LINE};
-use keel_tests::{build, busybox_image, debugfs, extract, kernel_toml, partitions, tcg_disk, text, tool, wait_until};
+use keel_tests::scenario::{cat, fsck_clean, power_off, Scenario};
+use keel_tests::{both_arches, debugfs, wait_until};
 
 /// Restarts to go through.
 const RESTARTS: u32 = 200;
@@ -25,20 +24,6 @@ const RSS_SLACK_KIB: u64 = 64;
 /// `[host] log-size` and `log-files` of the config.
 const LOG_SIZE: u64 = 4096;
 const LOG_FILES: u32 = 3;
-
-fn write_config(dir: &Path) -> PathBuf {
-    let image = busybox_image();
-    let mut c = format!("version = 1\nname = \"steady\"\n\n{}cmdline = \"quiet\"\n", kernel_toml());
-    c.push_str(&format!("\n[host]\nshutdown-grace = \"3s\"\nlog-size = \"{LOG_SIZE}\"\nlog-files = {LOG_FILES}\n"));
-    c.push_str(&format!(
-        "\n[[container]]\nname = \"crashy\"\nimage = \"{image}\"\n\
-         command = [\"/bin/sh\", \"-c\", \"echo start; echo oops >&2; exit 1\"]\n\
-         restart = \"on-failure\"\nrestart-delay = \"10ms\"\nrestart-max-delay = \"10ms\"\nread-only = false\n"
-    ));
-    let path = dir.join("steady.toml");
-    std::fs::write(&path, c).unwrap();
-    path
-}
 
 /// init's figures at a restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,26 +73,18 @@ fn check_record(line: &str) -> Result<(&str, &str), String> {
     Ok((stream, text))
 }
 
-fn pid1_stays_steady(arch: Arch) {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path());
-    let b = build(&cfg.to_string_lossy(), arch, &format!("steady-{arch}-{}", std::process::id()));
-    let mut vm_cfg = tcg_disk(arch, &b.img);
-    // Boot the built image itself, so its keel-data can be read afterwards.
-    vm_cfg.disk_snapshot = false;
+fn pid1_is_steady_over_200_restarts(arch: Arch) {
+    let s =
+        Scenario::new("steady", arch, &[("log_size", &LOG_SIZE.to_string()), ("log_files", &LOG_FILES.to_string())]);
     let started = Instant::now();
-    let mut vm = Vm::start(&vm_cfg).expect("start QEMU");
+    // Boot the built image itself, so its keel-data can be read afterwards.
+    let mut vm = s.start(true);
     let last = format!("(restart {RESTARTS} of crashy)");
     wait_until(&mut vm, &format!("restart {RESTARTS}"), Duration::from_secs(1500), arch, |lines| {
         lines.iter().any(|l| l.text.contains(&last))
     });
     let cycles_took = started.elapsed();
-    vm.powerdown().expect("QMP system_powerdown");
-    let status = vm.wait_exit(Duration::from_secs(120)).expect("the guest powers off");
-    let lines = vm.lines();
-    let console = vm.console();
-    assert!(status.success(), "{arch}: QEMU exited with {status}:\n{console}");
-    assert!(lines.iter().any(|l| l.text.contains(POWER_DOWN_LINE)), "{arch}: no clean power-off:\n{console}");
+    let console = power_off(vm, arch).console;
 
     let exits = console.matches("keel: container crashy exited with status 1").count();
     assert!(exits >= RESTARTS as usize, "{arch}: crashy exited {exits} times:\n{console}");
@@ -131,13 +108,8 @@ fn pid1_stays_steady(arch: Arch) {
     assert_eq!((u[&1].fds, u[&1].mounts), (end.fds, end.mounts), "{arch}: {u:?}");
 
     // The log files: clean filesystem, LOG_FILES files, each within LOG_SIZE, well-formed.
-    let parts = partitions(&b.img);
-    let data = parts.iter().find(|p| p.name == keel_plan::DATA_LABEL).expect("a keel-data partition");
-    let fs = dir.path().join("keel-data.ext4");
-    extract(&b.img, data, &fs);
-    let _ = std::fs::remove_dir_all(&b.dir);
-    let fsck = tool("e2fsck", &["-fn", &fs.to_string_lossy()]);
-    assert!(fsck.status.success(), "{arch}: keel-data is not clean:\n{}", text(&fsck));
+    let fs = s.keel_data(None);
+    fsck_clean(&fs, arch);
     let (listing, err) = debugfs(&fs, "ls -p /logs");
     // `ls -p`: /inode/mode/uid/gid/name/size/
     let files: BTreeMap<String, u64> = listing
@@ -157,9 +129,9 @@ fn pid1_stays_steady(arch: Arch) {
     for name in ["crashy.log.1", "crashy.log.2"] {
         assert!(files[name] > LOG_SIZE - 300, "{arch}: {name} is {} bytes: rotated early?", files[name]);
     }
-    let (older, _) = debugfs(&fs, "cat /logs/crashy.log.2");
-    let (newer, _) = debugfs(&fs, "cat /logs/crashy.log.1");
-    let (current, _) = debugfs(&fs, "cat /logs/crashy.log");
+    let (older, _) = cat(&fs, "/logs/crashy.log.2");
+    let (newer, _) = cat(&fs, "/logs/crashy.log.1");
+    let (current, _) = cat(&fs, "/logs/crashy.log");
     let mut streams = BTreeMap::<String, usize>::new();
     let mut times = Vec::new();
     for l in older.lines().chain(newer.lines()).chain(current.lines()) {
@@ -196,12 +168,4 @@ fn pid1_stays_steady(arch: Arch) {
     );
 }
 
-#[test]
-fn pid1_is_steady_over_200_restarts_x86_64() {
-    pid1_stays_steady(Arch::X86_64);
-}
-
-#[test]
-fn pid1_is_steady_over_200_restarts_aarch64() {
-    pid1_stays_steady(Arch::Aarch64);
-}
+both_arches!(pid1_is_steady_over_200_restarts);

@@ -14,84 +14,28 @@
 //! that depends on it has exited. Every container traps SIGTERM, says so, and takes half a second
 //! to exit, so an order mistake shows on the console.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use keel_plan::Arch;
-use keel_qemu::{Vm, POWER_DOWN_LINE};
-use keel_tests::{
-    build, busybox_image, debugfs, extract, first_line, kernel_toml, partitions, tcg_disk, timeline, wait_until,
-};
-
-fn script(name: &str, body: &str) -> String {
-    format!(
-        r#"trap "echo {name} got SIGTERM; sleep 0.5; echo {name} exits; exit 0" TERM; {body} while true; do sleep 0.2; done"#
-    )
-}
-
-fn write_config(dir: &Path) -> PathBuf {
-    let image = busybox_image();
-    let mut c = format!("version = 1\nname = \"supervision\"\n\n{}cmdline = \"quiet\"\n", kernel_toml());
-    c.push_str("\n[host]\nshutdown-grace = \"10s\"\n");
-    let containers = [
-        (
-            "db",
-            script("db", "echo db starting; sleep 2; nc -ll -p 5432 -e /bin/true & echo db listening;"),
-            r#"health = { tcp = 5432, interval = "1s", timeout = "1s", retries = 3, start-period = "60s" }"#,
-        ),
-        ("api", script("api", "echo api up;"), r#"depends-on = ["db"]"#),
-        ("web", script("web", "echo web up;"), r#"depends-on = ["api"]"#),
-        (
-            "flaky",
-            script("flaky", "touch /tmp/ok; echo flaky up; sleep 4; rm /tmp/ok; echo flaky broke;"),
-            r#"health = { cmd = ["/bin/sh", "-c", "test -f /tmp/ok"], interval = "1s", retries = 2 }"#,
-        ),
-        // Exits 0 while its (slow) health check runs: neither a failed check nor a restart.
-        (
-            "oneshot",
-            "echo oneshot up; sleep 3; echo oneshot done".to_string(),
-            r#"health = { cmd = ["/bin/sh", "-c", "sleep 30"], interval = "500ms", timeout = "20s", retries = 1 }"#,
-        ),
-    ];
-    for (name, script, extra) in containers {
-        c.push_str(&format!(
-            "\n[[container]]\nname = \"{name}\"\nimage = \"{image}\"\ncommand = [\"/bin/sh\", \"-c\", '{script}']\n{extra}\n"
-        ));
-    }
-    let path = dir.join("supervision.toml");
-    std::fs::write(&path, c).unwrap();
-    path
-}
+use keel_tests::scenario::{cat, power_off, Scenario};
+use keel_tests::{both_arches, wait_until};
 
 fn dependencies_and_health(arch: Arch) {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path());
-    let b = build(&cfg.to_string_lossy(), arch, &format!("supervision-{arch}-{}", std::process::id()));
-    let mut vm_cfg = tcg_disk(arch, &b.img);
+    let s = Scenario::new("supervision", arch, &[]);
     // In place, so the log files on keel-data can be read afterwards.
-    vm_cfg.disk_snapshot = false;
-    let mut vm = Vm::start(&vm_cfg).expect("start QEMU");
+    let mut vm = s.start(true);
     wait_until(&mut vm, "web up and flaky restarted", Duration::from_secs(400), arch, |lines| {
         lines.iter().any(|l| l.text.contains("web| web up"))
             && lines.iter().filter(|l| l.text.contains("flaky| flaky up")).count() >= 2
             && lines.iter().any(|l| l.text.contains("keel: container oneshot exited"))
     });
-    vm.powerdown().expect("QMP system_powerdown");
-    let status = vm.wait_exit(Duration::from_secs(120)).expect("the guest powers off");
+    let run = power_off(vm, arch);
     // The health verdicts are in flaky's log file on keel-data, too.
-    let parts = partitions(&b.img);
-    let data = parts.iter().find(|p| p.name == keel_plan::DATA_LABEL).expect("a keel-data partition");
-    let fs = b.dir.join("keel-data.ext4");
-    extract(&b.img, data, &fs);
-    let (flaky_log, err) = debugfs(&fs, "cat /logs/flaky.log");
-    let _ = std::fs::remove_dir_all(&b.dir);
-    let lines = vm.lines();
-    let console = vm.console();
-    assert!(status.success(), "{arch}: QEMU exited with {status}:\n{console}");
-    assert!(lines.iter().any(|l| l.text.contains(POWER_DOWN_LINE)), "{arch}: no clean power-off:\n{console}");
+    let (flaky_log, err) = cat(&s.keel_data(None), "/logs/flaky.log");
+    let console = &run.console;
 
     // Start order: api waits for db's first passing TCP check, web for api.
-    let line = |p: &str| first_line(&lines, p, arch, &console);
+    let line = |p: &str| run.first(p);
     let waits = line("keel: container api waits for db");
     let listening = line("db| db listening");
     let healthy = line("keel: container db is healthy");
@@ -99,7 +43,7 @@ fn dependencies_and_health(arch: Arch) {
     let web_up = line("web| web up");
     assert!(waits < listening && listening < healthy, "{arch}: db healthy before it listened:\n{console}");
     assert!(healthy < api_up && api_up < web_up, "{arch}: started out of dependency order:\n{console}");
-    let start = |n: &str| timeline(&lines, "container-start", n);
+    let start = |n: &str| run.timeline("container-start", n);
     let (db, api, web) = (start("db"), start("api"), start("web"));
     assert!(db.len() == 1 && api.len() == 1 && web.len() == 1, "{arch}: each started once:\n{console}");
     assert!(db[0] + 2.0 <= api[0], "{arch}: api started {:.2}s after db, before db listened", api[0] - db[0]);
@@ -133,7 +77,7 @@ fn dependencies_and_health(arch: Arch) {
 
     // Stop order: web before api before db (each traps SIGTERM and takes 0.5 s to exit).
     let stop = |n: &str| {
-        *timeline(&lines, "container-exit", n).last().unwrap_or_else(|| panic!("{arch}: no exit of {n}:\n{console}"))
+        *run.timeline("container-exit", n).last().unwrap_or_else(|| panic!("{arch}: no exit of {n}:\n{console}"))
     };
     let (web_exit, api_exit, db_exit) = (stop("web"), stop("api"), stop("db"));
     assert!(web_exit < api_exit && api_exit < db_exit, "{arch}: stopped out of reverse dependency order:\n{console}");
@@ -151,12 +95,4 @@ fn dependencies_and_health(arch: Arch) {
     );
 }
 
-#[test]
-fn dependencies_and_health_x86_64() {
-    dependencies_and_health(Arch::X86_64);
-}
-
-#[test]
-fn dependencies_and_health_aarch64() {
-    dependencies_and_health(Arch::Aarch64);
-}
+both_arches!(dependencies_and_health);

@@ -13,76 +13,18 @@
 //! the intact records, and must find every record announced before the cut. A last boot is
 //! stopped through the power button, and keel-data then passes `e2fsck -fn`.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use keel_plan::Arch;
-use keel_qemu::{Line, Vm, POWER_DOWN_LINE};
-use keel_tests::{build, busybox_image, debugfs, extract, kernel_toml, partitions, root, tcg_disk, tool, wait_until};
+use keel_qemu::Line;
+use keel_tests::scenario::{cat, fsck_clean, power_off, Scenario};
+use keel_tests::{both_arches, debugfs, wait_until};
 
 /// What the writer puts in the note on the first boot.
 const NOTE: &str = "hello-from-boot-1";
 
-const WRITER: &str = r#"echo "id=$(id -u):$(id -g) dir=$(busybox stat -c %u:%g /srv/notes)"
-if [ -f /srv/notes/note ]; then echo "read: $(cat /srv/notes/note)"; else echo NOTE > /srv/notes/note && echo wrote; fi
-busybox stat -c note=%u:%g /srv/notes/note"#;
-
-const READER: &str = r#"i=0; while [ ! -s /data/note ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
-echo "sees: $(cat /data/note) owner=$(busybox stat -c %u:%g /data/note)"
-if busybox touch /data/x 2>/tmp/err; then echo "wrote to a read-only volume"; else echo "write failed: $(cat /tmp/err)"; fi"#;
-
-fn write_persist_config(dir: &Path) -> PathBuf {
-    let image = busybox_image();
-    let mut c = format!("version = 1\nname = \"volumes\"\n\n{}cmdline = \"quiet\"\n", kernel_toml());
-    c.push_str("\n[host]\non-exit = \"poweroff\"\n\n[[volume]]\nname = \"notes\"\n");
-    for (name, script, extra) in [
-        ("writer", WRITER.replace("NOTE", NOTE), "user = \"1000:1000\"\nvolumes = [\"notes:/srv/notes\"]\n"),
-        ("reader", READER.to_string(), "volumes = [\"notes:/data:ro\"]\n"),
-    ] {
-        c.push_str(&format!(
-            "\n[[container]]\nname = \"{name}\"\nimage = \"{image}\"\nrestart = \"no\"\n{extra}\
-             command = [\"/bin/sh\", \"-c\", '''{script}''']\n"
-        ));
-    }
-    let path = dir.join("volumes.toml");
-    std::fs::write(&path, c).unwrap();
-    path
-}
-
-/// Boot `img` in place (no overlay: writes persist) until it powers off; its console.
-fn boot_to_poweroff(arch: Arch, img: &Path, what: &str) -> String {
-    let mut cfg = tcg_disk(arch, img);
-    cfg.disk_snapshot = false;
-    let mut vm = Vm::start(&cfg).expect("start QEMU");
-    let status = vm.wait_exit(Duration::from_secs(400));
-    let console = vm.console();
-    let status = status.unwrap_or_else(|e| panic!("{arch} {what}: {e}\n{console}"));
-    assert!(status.success(), "{arch} {what}: QEMU exited with {status}:\n{console}");
-    assert!(console.contains(POWER_DOWN_LINE), "{arch} {what}: no clean power-off:\n{console}");
-    console
-}
-
-fn has(console: &str, needle: &str, arch: Arch, what: &str) {
-    assert!(console.contains(needle), "{arch} {what}: no `{needle}` on the console:\n{console}");
-}
-
-/// keel-data of `img`, copied out to `dir`.
-fn data_partition(img: &Path, dir: &Path) -> PathBuf {
-    let parts = partitions(img);
-    let p = parts.iter().find(|p| p.name == keel_plan::DATA_LABEL).expect("a keel-data partition");
-    let dest = dir.join("keel-data.ext4");
-    extract(img, p, &dest);
-    dest
-}
-
-/// `e2fsck -fn` on `fs` must report a clean filesystem (exit 0); its summary line.
-fn fsck_clean(fs: &Path, arch: Arch) -> String {
-    let o = tool("e2fsck", &["-fn", &fs.to_string_lossy()]);
-    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
-    let out = format!("{stdout}{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(o.status.code(), Some(0), "{arch}: e2fsck -fn on keel-data:\n{out}");
-    stdout.lines().last().unwrap_or_default().trim().to_string()
-}
+/// Boots to power-off take at most this long.
+const BOOT: Duration = Duration::from_secs(400);
 
 /// The `User:` and `Group:` of a debugfs `stat` output.
 fn owner(stat: &str) -> Option<(u32, u32)> {
@@ -94,11 +36,9 @@ fn owner(stat: &str) -> Option<(u32, u32)> {
 }
 
 fn volume_survives_a_reboot(arch: Arch) {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_persist_config(dir.path());
-    let b = build(&cfg.to_string_lossy(), arch, &format!("volumes-{arch}-{}", std::process::id()));
+    let s = Scenario::new("volumes", arch, &[("note", NOTE)]);
 
-    let first = boot_to_poweroff(arch, &b.img, "boot 1");
+    let first = s.boot_in_place(None, BOOT, "boot 1");
     for needle in [
         "keel: volume notes: created, owner 1000:1000",
         "writer| id=1000:1000 dir=1000:1000",
@@ -107,10 +47,10 @@ fn volume_survives_a_reboot(arch: Arch) {
         &format!("reader| sees: {NOTE} owner=1000:1000"),
         "reader| write failed: touch: /data/x: Read-only file system",
     ] {
-        has(&first, needle, arch, "boot 1");
+        first.expect(needle);
     }
 
-    let second = boot_to_poweroff(arch, &b.img, "boot 2");
+    let second = s.boot_in_place(None, BOOT, "boot 2");
     for needle in [
         "keel: volume notes: found, owner 1000:1000",
         &format!("writer| read: {NOTE}"),
@@ -118,16 +58,15 @@ fn volume_survives_a_reboot(arch: Arch) {
         &format!("reader| sees: {NOTE} owner=1000:1000"),
         "reader| write failed: touch: /data/x: Read-only file system",
     ] {
-        has(&second, needle, arch, "boot 2");
+        second.expect(needle);
     }
-    assert!(!second.contains("writer| wrote"), "{arch} boot 2: the note was written again:\n{second}");
+    second.refute("writer| wrote", "boot 2: the note was written again");
 
-    let data = data_partition(&b.img, dir.path());
+    let data = s.keel_data(None);
     let fsck = fsck_clean(&data, arch);
     let (volume, _) = debugfs(&data, "stat /volumes/notes");
     let (note, _) = debugfs(&data, "stat /volumes/notes/note");
-    let (content, _) = debugfs(&data, "cat /volumes/notes/note");
-    let _ = std::fs::remove_dir_all(&b.dir);
+    let (content, _) = cat(&data, "/volumes/notes/note");
     assert_eq!(owner(&volume), Some((1000, 1000)), "{arch}: the volume's owner on disk:\n{volume}");
     assert_eq!(owner(&note), Some((1000, 1000)), "{arch}: the note's owner on disk:\n{note}");
     assert_eq!(content.trim(), NOTE, "{arch}: the note on disk");
@@ -141,20 +80,10 @@ fn volume_survives_a_reboot(arch: Arch) {
     eprintln!(
         "{arch}: boot 1:\n{}{arch}: boot 2:\n{}{arch}: on disk /volumes/notes and its note belong to {:?} \
          (container ids, unshifted); e2fsck -fn: {fsck}",
-        shown(&first),
-        shown(&second),
+        shown(&first.console),
+        shown(&second.console),
         owner(&note),
     );
-}
-
-#[test]
-fn volume_survives_a_reboot_x86_64() {
-    volume_survives_a_reboot(Arch::X86_64);
-}
-
-#[test]
-fn volume_survives_a_reboot_aarch64() {
-    volume_survives_a_reboot(Arch::Aarch64);
 }
 
 /// How many records past the last boot's count to wait for, then how long after that to cut,
@@ -165,24 +94,6 @@ const INTERVAL_MS: u64 = 0;
 /// What the kernel prints when it replays keel-data's journal at mount (vda3: the third
 /// partition of the virtio disk). The power-cut config leaves out `quiet` so it shows.
 const REPLAY: &str = "EXT4-fs (vda3): recovery complete";
-
-fn write_powercut_config(dir: &Path) -> PathBuf {
-    let image = format!("oci:{}/target/probe-oci:probe", root().display());
-    assert!(
-        root().join("target/probe-oci/index.json").is_file(),
-        "target/probe-oci is missing: build keel-probe for both musl targets, then run \
-         `tests/fixtures/make-probe-oci target target/probe-oci` (or `make build`)"
-    );
-    let mut c = format!("version = 1\nname = \"powercut\"\n\n{}", kernel_toml());
-    c.push_str("\n[host]\non-exit = \"poweroff\"\nshutdown-grace = \"1s\"\n\n[[volume]]\nname = \"log\"\n");
-    c.push_str(&format!(
-        "\n[[container]]\nname = \"writer\"\nimage = \"{image}\"\nuser = \"1000:1000\"\nrestart = \"no\"\n\
-         volumes = [\"log:/data\"]\ncommand = [\"/probe\", \"records\", \"/data\", \"{INTERVAL_MS}\"]\n"
-    ));
-    let path = dir.join("powercut.toml");
-    std::fs::write(&path, c).unwrap();
-    path
-}
 
 /// The numbers N of `writer| probe: <word> N …` lines.
 fn numbers(lines: &[Line], word: &str) -> Vec<u64> {
@@ -205,17 +116,13 @@ fn found(lines: &[Line]) -> Option<(u64, u64)> {
 }
 
 fn every_fsynced_record_survives_a_power_cut(arch: Arch) {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_powercut_config(dir.path());
-    let b = build(&cfg.to_string_lossy(), arch, &format!("powercut-{arch}-{}", std::process::id()));
-    let mut vm_cfg = tcg_disk(arch, &b.img);
-    vm_cfg.disk_snapshot = false;
+    let s = Scenario::new("powercut", arch, &[("interval_ms", &INTERVAL_MS.to_string())]);
     // (found at boot, torn bytes at boot, last announced before the cut)
     let mut runs: Vec<(u64, u64, u64)> = Vec::new();
     let mut replays = 0;
     let mut acked = 0u64;
     for (run, (more, delay_ms)) in CUTS.iter().enumerate() {
-        let mut vm = Vm::start(&vm_cfg).expect("start QEMU");
+        let mut vm = s.start(true);
         wait_until(&mut vm, "records found", Duration::from_secs(300), arch, |l| found(l).is_some());
         let (at_boot, torn) = found(&vm.lines()).unwrap_or_default();
         // The journal is replayed after every cut, and only then.
@@ -244,22 +151,18 @@ fn every_fsynced_record_survives_a_power_cut(arch: Arch) {
         runs.push((at_boot, torn, acked));
     }
     // The last boot: count, then stop cleanly through the power button.
-    let mut vm = Vm::start(&vm_cfg).expect("start QEMU");
+    let mut vm = s.start(true);
     wait_until(&mut vm, "records found", Duration::from_secs(300), arch, |l| found(l).is_some());
     let (last, torn) = found(&vm.lines()).unwrap_or_default();
     assert!(vm.console().contains(REPLAY), "{arch}: no journal replay after the last cut:\n{}", vm.console());
     replays += 1;
-    vm.powerdown().expect("QMP system_powerdown");
-    let status = vm.wait_exit(Duration::from_secs(120)).expect("the guest powers off");
-    let console = vm.console();
-    assert!(status.success() && console.contains(POWER_DOWN_LINE), "{arch}: no clean power-off:\n{console}");
+    let console = power_off(vm, arch).console;
     assert!(last >= acked, "{arch}: {last} records found after the last cut, {acked} were fsynced:\n{console}");
     runs.push((last, torn, last));
 
-    let data = data_partition(&b.img, dir.path());
+    let data = s.keel_data(None);
     let fsck = fsck_clean(&data, arch);
     let (stat, _) = debugfs(&data, "stat /volumes/log/records");
-    let _ = std::fs::remove_dir_all(&b.dir);
     assert_eq!(owner(&stat), Some((1000, 1000)), "{arch}: the records' owner on disk:\n{stat}");
 
     eprintln!(
@@ -280,12 +183,4 @@ fn every_fsynced_record_survives_a_power_cut(arch: Arch) {
     eprintln!("{arch}: e2fsck -fn after the last boot: {fsck}");
 }
 
-#[test]
-fn every_fsynced_record_survives_a_power_cut_x86_64() {
-    every_fsynced_record_survives_a_power_cut(Arch::X86_64);
-}
-
-#[test]
-fn every_fsynced_record_survives_a_power_cut_aarch64() {
-    every_fsynced_record_survives_a_power_cut(Arch::Aarch64);
-}
+both_arches!(volume_survives_a_reboot, every_fsynced_record_survives_a_power_cut);

@@ -7,7 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use keel_plan::Arch;
-use keel_tests::{build, curl, free_port, keel_bin, root};
+use keel_tests::scenario::Scenario;
+use keel_tests::{both_arches, curl, free_port, keel_bin};
 
 /// Stop `keel run` and its QEMU (one process group): TERM, then KILL after 30 s.
 fn stop(child: &mut Child) {
@@ -25,14 +26,13 @@ fn stop(child: &mut Child) {
 }
 
 fn web(arch: Arch) {
-    let config = root().join("configs/web.toml");
-    let b = build(&config.to_string_lossy(), arch, &format!("web-{arch}-{}", std::process::id()));
+    let s = Scenario::from_repo("configs/web.toml", arch);
     let port = free_port();
-    let log = b.img.with_extension("console");
+    let log = s.img().with_extension("console");
     let mut child = {
         use std::os::unix::process::CommandExt;
         Command::new(keel_bin())
-            .args(["run", &b.img.to_string_lossy(), "--timeout", "600s", "--publish", &format!("{port}:8080")])
+            .args(["run", &s.img().to_string_lossy(), "--timeout", "600s", "--publish", &format!("{port}:8080")])
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(Stdio::null())
@@ -60,12 +60,4 @@ fn web(arch: Arch) {
     println!("{arch}: {}", api.trim());
 }
 
-#[test]
-fn web_x86_64() {
-    web(Arch::X86_64);
-}
-
-#[test]
-fn web_aarch64() {
-    web(Arch::Aarch64);
-}
+both_arches!(web);
