@@ -81,7 +81,7 @@ pub enum PathError {
     TooDeep(String),
 }
 
-/// `path` cut to its first 200 bytes, for an error message.
+/// `path` cut to its first 200 characters, for an error message.
 fn short(path: &str) -> String {
     match path.char_indices().nth(200) {
         Some((i, _)) => format!("{}…", &path[..i]),
