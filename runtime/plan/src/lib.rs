@@ -29,6 +29,12 @@ pub const ID_RANGE: u32 = 65_536;
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup/keel";
 /// Directory in the initramfs holding compiled seccomp filters ([`seccomp`] format).
 pub const SECCOMP_DIR: &str = "/etc/keel/seccomp";
+/// Directory in the initramfs holding the API's TLS material ([`API_FILES`]); keel-init reads it
+/// into memory before it leaves the initramfs, so it never reaches the root tmpfs.
+pub const API_TLS_DIR: &str = "/etc/keel/api";
+/// The files of `[api] tls`: the CA that client certificates must chain to, the server's
+/// certificate chain and its private key (PEM).
+pub const API_FILES: [&str; 3] = ["ca.pem", "server.pem", "server.key"];
 
 pub mod caps;
 pub mod crc32;
@@ -178,6 +184,18 @@ pub struct Plan {
     pub net: net::Net,
     /// Containers, in start order.
     pub containers: Vec<Container>,
+    /// The mTLS HTTPS API, when `[api]` is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<Api>,
+}
+
+/// `[api]`: keel-init serves its HTTPS API (TLS 1.3, client certificates required) here; the
+/// TLS files are at [`API_TLS_DIR`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// IPv4 address and TCP port to listen on, e.g. `0.0.0.0:9443`.
+    pub listen: std::net::SocketAddrV4,
 }
 
 /// A kernel module to load with `finit_module`.
@@ -412,6 +430,7 @@ mod tests {
             shutdown_grace_ms: 10_000,
             volumes: vec![Volume { name: "db".into(), uid: 999, gid: 999 }],
             logs: Logs::default(),
+            api: None,
             containers: vec![Container {
                 name: "hello".into(),
                 rootfs: "abc".into(),
