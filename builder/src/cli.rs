@@ -103,4 +103,80 @@ pub enum Command {
         #[arg(long, value_name = "HOST:GUEST[/udp]")]
         publish: Vec<String>,
     },
+    /// List a running host's containers (through its API).
+    Ps {
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Print a container's log (from its log files on keel-data).
+    Logs {
+        /// The container.
+        name: String,
+        /// Keep printing new lines as they come.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many of the last lines to print.
+        #[arg(long, default_value_t = 100)]
+        tail: usize,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Restart a container (SIGTERM, then started again at once).
+    Restart {
+        /// The container.
+        name: String,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Stop a container; it stays stopped until `keel start`.
+    Stop {
+        /// The container.
+        name: String,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Start a stopped container.
+    Start {
+        /// The container.
+        name: String,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Print the host's events: starts, exits, restarts, OOM kills, health verdicts, API calls.
+    Events {
+        /// Keep printing new events as they come.
+        #[arg(short, long)]
+        follow: bool,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Stop the containers in dependency order and reboot the host.
+    Reboot {
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Stop the containers in dependency order and power the host off.
+    Poweroff {
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Print the host's Prometheus metrics.
+    Metrics {
+        #[command(flatten)]
+        api: Api,
+    },
+}
+
+/// Where the API is and who this client is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Api {
+    /// The host's API: HOST:PORT (its [api] listen address, or a forwarded port).
+    #[arg(long, env = "KEEL_ENDPOINT", value_name = "HOST:PORT")]
+    pub endpoint: String,
+    /// Directory with ca.pem (the server's CA), client.pem and client.key.
+    #[arg(long, env = "KEEL_IDENTITY", value_name = "DIR")]
+    pub identity: PathBuf,
+    /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -1,0 +1,701 @@
+//! The HTTPS server: TLS 1.3 only (rustls with ring), a client certificate required and verified
+//! against `ca.pem`, one request per connection, everything bounded:
+//!
+//! - at most [`MAX_CONNECTIONS`] connections at once (more are accepted and closed at once,
+//!   counted), of which at most [`MAX_FOLLOWS`] follow a stream;
+//! - each socket read and write waits at most [`IO_TIMEOUT`]; the handshake must end within
+//!   [`HANDSHAKE_WITHIN`] and the request head arrive within [`REQUEST_WITHIN`] of the accept;
+//! - a head is at most [`keel_net::http::MAX_HEAD`] bytes, a body at most [`MAX_BODY`];
+//! - an answer must be written within [`WRITE_WITHIN`]; a follow stream ends after [`FOLLOW_FOR`].
+//!
+//! Failed handshakes (no certificate, another CA, plaintext, garbage, too slow) are counted for
+//! `/metrics`, not logged one by one.
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddrV4, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keel_net::http::{self, HttpError, Request};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig, ServerConnection};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::{Call, Command, Identity, Sender, Shared, Tls, ANSWER_WITHIN};
+use crate::console;
+
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 16;
+/// Of those, follow streams.
+pub const MAX_FOLLOWS: usize = 4;
+/// One socket read or write.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// From accept to the end of the TLS handshake.
+pub const HANDSHAKE_WITHIN: Duration = Duration::from_secs(5);
+/// From accept to the end of the request head (and body).
+pub const REQUEST_WITHIN: Duration = Duration::from_secs(10);
+/// Writing one answer.
+pub const WRITE_WITHIN: Duration = Duration::from_secs(30);
+/// A follow stream's longest life.
+pub const FOLLOW_FOR: Duration = Duration::from_secs(3600);
+/// Largest request body read (and ignored).
+pub const MAX_BODY: u64 = 1024;
+/// Most log lines one `tail` returns.
+pub const MAX_TAIL: usize = 10_000;
+/// Most bytes of a log file read for a tail.
+const TAIL_BYTES: u64 = 1 << 20;
+/// After refusing a request: how long, and how much, of the rest is read and dropped.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 256 * 1024;
+/// How often a follow stream looks for more.
+const FOLLOW_POLL: Duration = Duration::from_millis(250);
+/// A connection thread's stack.
+const STACK: usize = 256 * 1024;
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub connections: AtomicUsize,
+    pub follows: AtomicUsize,
+    pub refused_busy: AtomicU64,
+    pub requests: AtomicU64,
+    pub bad_requests: AtomicU64,
+    pub handshake_no_cert: AtomicU64,
+    pub handshake_bad_cert: AtomicU64,
+    pub handshake_timeout: AtomicU64,
+    pub handshake_other: AtomicU64,
+}
+
+/// What the request handlers need.
+struct Ctx {
+    shared: Arc<Shared>,
+    sender: Sender,
+    host: HostInfo,
+}
+
+/// The host's fixed facts.
+#[derive(Debug, Clone)]
+pub struct HostInfo {
+    pub hostname: String,
+    pub image: String,
+    pub arch: String,
+    pub plan_sha256: String,
+    pub listen: SocketAddrV4,
+}
+
+/// The TLS configuration: TLS 1.3 only, client certificates required, chained to `ca.pem`.
+pub fn tls_config(tls: &Tls) -> Result<ServerConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&tls.ca) {
+        let c = c.map_err(|e| format!("ca.pem: {e}"))?;
+        roots.add(c).map_err(|e| format!("ca.pem: {e}"))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+        .build()
+        .map_err(|e| format!("ca.pem: {e}"))?;
+    let certs = CertificateDer::pem_slice_iter(&tls.cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("server.pem: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(&tls.key).map_err(|e| format!("server.key: {e}"))?;
+    ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| format!("TLS 1.3: {e}"))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("server.pem/server.key: {e}"))
+}
+
+/// Bind `host.listen` and serve in threads of their own. Errors are said, never fatal.
+pub fn start(tls: &Tls, host: HostInfo, shared: Arc<Shared>, sender: Sender) {
+    let config = match tls_config(tls) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            console::say(format_args!("api: {e}; not serving"));
+            return;
+        }
+    };
+    let listener = match TcpListener::bind(host.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            console::say(format_args!("api: listen on {}: {e}; not serving", host.listen));
+            return;
+        }
+    };
+    console::say(format_args!("api: listening on {} (TLS 1.3, client certificates required)", host.listen));
+    let ctx = Arc::new(Ctx { shared, sender, host });
+    let spawned = std::thread::Builder::new().name("api-accept".into()).stack_size(STACK).spawn(move || loop {
+        match listener.accept() {
+            Ok((sock, _)) => admit(sock, &config, &ctx),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    });
+    if let Err(e) = spawned {
+        console::say(format_args!("api: start the server thread: {e}; not serving"));
+    }
+}
+
+/// Serve `sock` in a thread of its own, or close it if [`MAX_CONNECTIONS`] are served.
+fn admit(sock: TcpStream, config: &Arc<ServerConfig>, ctx: &Arc<Ctx>) {
+    let c = &ctx.shared.counters;
+    if c.connections.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+        c.connections.fetch_sub(1, Ordering::SeqCst);
+        c.refused_busy.fetch_add(1, Ordering::Relaxed);
+        return; // dropped: closed
+    }
+    let (config, ctx2) = (Arc::clone(config), Arc::clone(ctx));
+    let spawned = std::thread::Builder::new().name("api-conn".into()).stack_size(STACK).spawn(move || {
+        let accepted = Instant::now();
+        // A panic in one connection must not take the counter (or anything else) with it.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(sock, &config, &ctx2, accepted)));
+        ctx2.shared.counters.connections.fetch_sub(1, Ordering::SeqCst);
+    });
+    if spawned.is_err() {
+        c.connections.fetch_sub(1, Ordering::SeqCst);
+        c.refused_busy.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Retry `f` on timeouts until `deadline`.
+fn before<T>(deadline: Instant, mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) =>
+            {
+                if Instant::now() >= deadline {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+                }
+            }
+            r => return r,
+        }
+    }
+}
+
+/// One connection: handshake, one request, one answer, close.
+fn serve(mut sock: TcpStream, config: &Arc<ServerConfig>, ctx: &Ctx, accepted: Instant) {
+    let counters = &ctx.shared.counters;
+    if sock.set_read_timeout(Some(IO_TIMEOUT)).is_err() || sock.set_write_timeout(Some(IO_TIMEOUT)).is_err() {
+        return;
+    }
+    let _ = sock.set_nodelay(true);
+    let Ok(mut conn) = ServerConnection::new(Arc::clone(config)) else { return };
+    let shake = accepted + HANDSHAKE_WITHIN;
+    while conn.is_handshaking() {
+        if let Err(e) = before(shake, || conn.complete_io(&mut sock)) {
+            let counter = match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                Some(rustls::Error::NoCertificatesPresented) => &counters.handshake_no_cert,
+                Some(rustls::Error::InvalidCertificate(_)) => &counters.handshake_bad_cert,
+                _ if e.kind() == io::ErrorKind::TimedOut => &counters.handshake_timeout,
+                _ => &counters.handshake_other,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            // Send the alert rustls queued, if the client still listens.
+            let _ = conn.write_tls(&mut sock);
+            return;
+        }
+    }
+    let who = identity(&conn);
+    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    let request = match read_request(&mut tls, accepted + REQUEST_WITHIN) {
+        Ok(r) => r,
+        Err(Some((status, why))) => {
+            counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+            let _ = respond(&mut tls, status, "application/json", &error_body(&why));
+            let _ = tls.flush();
+            // Read (and drop) a little of what the client still sends, so closing does not
+            // reset the connection before it reads the answer: bounded in bytes and time.
+            let (mut junk, mut left, until) = ([0u8; 4096], LINGER_BYTES, Instant::now() + LINGER);
+            while left > 0 && Instant::now() < until {
+                match tls.read(&mut junk) {
+                    Ok(n @ 1..) => left = left.saturating_sub(n),
+                    _ => break,
+                }
+            }
+            return;
+        }
+        Err(None) => return,
+    };
+    counters.requests.fetch_add(1, Ordering::Relaxed);
+    route(&mut tls, &request, &who, ctx);
+    let _ = tls.flush();
+    tls.conn.send_close_notify();
+    let _ = before(Instant::now() + IO_TIMEOUT, || tls.conn.complete_io(tls.sock).map(drop));
+}
+
+/// The client's identity: its certificate's subject and sha256 fingerprint.
+fn identity(conn: &ServerConnection) -> Identity {
+    let cert = conn.peer_certificates().and_then(|c| c.first());
+    Identity {
+        subject: cert.and_then(|c| super::der::subject(c)).unwrap_or_else(|| "?".into()),
+        sha256: cert.map(|c| hex(&Sha256::digest(c.as_ref()))).unwrap_or_default(),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+type Conn<'a> = rustls::Stream<'a, ServerConnection, TcpStream>;
+
+/// Read one request head (and drop its small body) before `deadline`. `Err(None)`: the client
+/// went away or was too slow; `Err(Some(..))`: answer with that status.
+fn read_request(tls: &mut Conn<'_>, deadline: Instant) -> Result<Request, Option<(u16, String)>> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        match http::parse_request(&buf) {
+            Ok(Some((req, len))) => {
+                if req.content_length > MAX_BODY {
+                    return Err(Some((413, format!("bodies are at most {MAX_BODY} bytes"))));
+                }
+                let want = len + req.content_length as usize;
+                while buf.len() < want {
+                    let n = before(deadline, || tls.read(&mut chunk)).map_err(|_| None)?;
+                    if n == 0 {
+                        return Err(None);
+                    }
+                    buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                }
+                return Ok(req);
+            }
+            Ok(None) => {}
+            Err(e @ (HttpError::HeadTooLarge | HttpError::TooManyHeaders)) => return Err(Some((431, e.to_string()))),
+            Err(e) => return Err(Some((400, e.to_string()))),
+        }
+        let n = before(deadline, || tls.read(&mut chunk)).map_err(|_| None)?;
+        if n == 0 {
+            return Err(None);
+        }
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    }
+}
+
+fn error_body(message: &str) -> Vec<u8> {
+    let mut v = json!({ "error": message }).to_string().into_bytes();
+    v.push(b'\n');
+    v
+}
+
+/// Write all of `data` within `deadline`.
+fn write_all(tls: &mut Conn<'_>, mut data: &[u8], deadline: Instant) -> io::Result<()> {
+    while !data.is_empty() {
+        let n = before(deadline, || tls.write(data.get(..data.len().min(16 * 1024)).unwrap_or_default()))?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        data = data.get(n..).unwrap_or_default();
+    }
+    before(deadline, || tls.flush())
+}
+
+fn respond(tls: &mut Conn<'_>, status: u16, content_type: &str, body: &[u8]) -> io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        http::reason(status),
+        body.len()
+    );
+    let deadline = Instant::now() + WRITE_WITHIN;
+    write_all(tls, head.as_bytes(), deadline)?;
+    write_all(tls, body, deadline)
+}
+
+fn respond_json(tls: &mut Conn<'_>, status: u16, v: &Value) {
+    let mut body = serde_json::to_vec_pretty(v).unwrap_or_default();
+    body.push(b'\n');
+    let _ = respond(tls, status, "application/json", &body);
+}
+
+fn route(tls: &mut Conn<'_>, req: &Request, who: &Identity, ctx: &Ctx) {
+    let parts: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    let get = req.method == "GET";
+    let post = req.method == "POST";
+    match parts.as_slice() {
+        ["v1", "host"] if get => respond_json(tls, 200, &host(ctx)),
+        ["v1", "containers"] if get => {
+            let snap = ctx.shared.snapshot();
+            let list: Vec<Value> = snap.containers.iter().map(container).collect();
+            respond_json(tls, 200, &Value::Array(list));
+        }
+        ["v1", "containers", name] if get => match find(ctx, name) {
+            Some(v) => respond_json(tls, 200, &v),
+            None => respond_json(tls, 404, &json!({ "error": format!("no such container: {name}") })),
+        },
+        ["v1", "containers", name, "logs"] if get => logs(tls, req, name, ctx),
+        ["v1", "containers", name, action @ ("restart" | "stop" | "start")] if post => {
+            let call = match *action {
+                "restart" => Call::Restart(name.to_string()),
+                "stop" => Call::Stop(name.to_string()),
+                _ => Call::Start(name.to_string()),
+            };
+            mutate(tls, call, who, ctx);
+        }
+        ["v1", "host", action @ ("reboot" | "poweroff")] if post => {
+            mutate(tls, if *action == "reboot" { Call::Reboot } else { Call::Poweroff }, who, ctx)
+        }
+        ["v1", "events"] if get => events(tls, req, ctx),
+        ["metrics"] if get => {
+            let _ = respond(tls, 200, "text/plain; version=0.0.4", metrics(ctx).as_bytes());
+        }
+        ["v1", ..] | ["metrics"] => {
+            respond_json(tls, 405, &json!({ "error": format!("{} {} is not an API call", req.method, req.path) }))
+        }
+        _ => respond_json(tls, 404, &json!({ "error": format!("no such endpoint: {}", req.path) })),
+    }
+}
+
+/// Hand `call` to the supervisor and wait (bounded) for its answer.
+fn mutate(tls: &mut Conn<'_>, call: Call, who: &Identity, ctx: &Ctx) {
+    let (tx, rx) = mpsc::sync_channel(1);
+    let what = call.describe();
+    if !ctx.sender.send(Command { call, who: who.clone(), reply: tx }) {
+        return respond_json(tls, 503, &json!({ "error": "too many calls waiting; try again" }));
+    }
+    match rx.recv_timeout(ANSWER_WITHIN) {
+        Ok(a) => respond_json(tls, a.status, &json!({ "call": what, "status": a.status, "message": a.message })),
+        Err(_) => respond_json(tls, 504, &json!({ "error": "the supervisor did not answer in time" })),
+    }
+}
+
+fn find(ctx: &Ctx, name: &str) -> Option<Value> {
+    ctx.shared.snapshot().containers.iter().find(|c| c.name == name).map(container)
+}
+
+fn read_trim(p: &Path) -> Option<String> {
+    std::fs::read_to_string(p).ok().map(|s| s.trim().to_string())
+}
+
+/// Figures from a container's cgroup.
+#[derive(Debug, Default)]
+struct Usage {
+    memory: Option<u64>,
+    cpu_seconds: Option<f64>,
+    pids: Option<u64>,
+    oom_kills: Option<u64>,
+}
+
+fn field(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+fn usage(name: &str) -> Usage {
+    let dir = Path::new(keel_plan::CGROUP_ROOT).join(name);
+    let num = |f: &str| read_trim(&dir.join(f)).and_then(|s| s.parse().ok());
+    Usage {
+        memory: num("memory.current"),
+        pids: num("pids.current"),
+        cpu_seconds: read_trim(&dir.join("cpu.stat")).and_then(|s| field(&s, "usage_usec")).map(|u| u as f64 / 1e6),
+        oom_kills: read_trim(&dir.join("memory.events")).and_then(|s| field(&s, "oom_kill")),
+    }
+}
+
+fn net_bytes(dev: &str, what: &str) -> Option<u64> {
+    read_trim(&Path::new("/sys/class/net").join(dev).join("statistics").join(what)).and_then(|s| s.parse().ok())
+}
+
+fn container(c: &super::ContainerView) -> Value {
+    let u = usage(&c.name);
+    let networks: Vec<Value> = c.addresses.iter().map(|(n, a)| json!({ "network": n, "address": a })).collect();
+    json!({
+        "name": c.name,
+        "state": c.state,
+        "pid": c.pid,
+        "restarts": c.restarts,
+        "last_exit": c.last_exit,
+        "health": c.health,
+        "started_at": c.started_at,
+        "memory_bytes": u.memory,
+        "memory_max": c.memory_max,
+        "cpu_seconds": u.cpu_seconds,
+        "pids": u.pids,
+        "oom_kills": u.oom_kills,
+        "networks": networks,
+    })
+}
+
+fn uptime() -> f64 {
+    crate::sys::boottime().as_secs_f64()
+}
+
+fn host(ctx: &Ctx) -> Value {
+    let h = &ctx.host;
+    let timeline: Vec<Value> = crate::timeline::recorded()
+        .into_iter()
+        .map(|(at, event)| json!({ "seconds": at.as_secs_f64(), "event": event }))
+        .collect();
+    json!({
+        "hostname": h.hostname,
+        "keel_version": env!("CARGO_PKG_VERSION"),
+        "kernel": read_trim(Path::new("/proc/sys/kernel/osrelease")),
+        "image": { "name": h.image, "arch": h.arch, "plan_sha256": h.plan_sha256 },
+        "uptime_seconds": uptime(),
+        "containers": ctx.shared.snapshot().containers.len(),
+        "stopping": ctx.shared.snapshot().stopping,
+        "timeline": timeline,
+    })
+}
+
+/// The last `n` lines of `text`.
+fn last_lines(text: &[u8], n: usize) -> &[u8] {
+    let mut end = text.len();
+    if text.last() == Some(&b'\n') {
+        end -= 1;
+    }
+    let mut seen = 0;
+    for i in (0..end).rev() {
+        if text.get(i) == Some(&b'\n') {
+            seen += 1;
+            if seen == n {
+                return text.get(i + 1..).unwrap_or_default();
+            }
+        }
+    }
+    text
+}
+
+fn logs(tls: &mut Conn<'_>, req: &Request, name: &str, ctx: &Ctx) {
+    if !ctx.shared.snapshot().containers.iter().any(|c| c.name == name) {
+        return respond_json(tls, 404, &json!({ "error": format!("no such container: {name}") }));
+    }
+    let tail = match req.query("tail").map(str::parse::<usize>) {
+        None => 100,
+        Some(Ok(n)) => n.min(MAX_TAIL),
+        Some(Err(_)) => return respond_json(tls, 400, &json!({ "error": "tail must be a number" })),
+    };
+    let path = crate::logs::path(&Path::new(keel_plan::DATA_MOUNT).join(crate::logs::DIR), name, 0);
+    let (text, mut offset) = read_tail(&path);
+    let body = last_lines(&text, tail);
+    if req.query("follow") != Some("1") {
+        let _ = respond(tls, 200, "text/plain; charset=utf-8", body);
+        return;
+    }
+    let Some(_slot) = FollowSlot::take(&ctx.shared.counters) else {
+        return respond_json(tls, 503, &json!({ "error": format!("at most {MAX_FOLLOWS} follow streams at once") }));
+    };
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n";
+    if write_all(tls, head.as_bytes(), Instant::now() + WRITE_WITHIN).is_err()
+        || write_all(tls, body, Instant::now() + WRITE_WITHIN).is_err()
+    {
+        return;
+    }
+    let end = Instant::now() + FOLLOW_FOR;
+    while Instant::now() < end && !ctx.shared.snapshot().stopping {
+        std::thread::sleep(FOLLOW_POLL);
+        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if len < offset {
+            offset = 0; // rotated
+        }
+        if len == offset {
+            continue;
+        }
+        let Ok(mut f) = std::fs::File::open(&path) else { continue };
+        let mut more = Vec::new();
+        let want = (len - offset).min(TAIL_BYTES);
+        if io::Seek::seek(&mut f, io::SeekFrom::Start(offset)).is_err()
+            || (&mut f).take(want).read_to_end(&mut more).is_err()
+        {
+            continue;
+        }
+        offset += more.len() as u64;
+        if write_all(tls, &more, Instant::now() + WRITE_WITHIN).is_err() {
+            return;
+        }
+    }
+}
+
+/// The end of a log file (at most [`TAIL_BYTES`]) and its length.
+fn read_tail(path: &Path) -> (Vec<u8>, u64) {
+    let Ok(mut f) = std::fs::File::open(path) else { return (Vec::new(), 0) };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(TAIL_BYTES);
+    let mut out = Vec::new();
+    if io::Seek::seek(&mut f, io::SeekFrom::Start(start)).is_ok() {
+        let _ = (&mut f).take(len - start).read_to_end(&mut out);
+    }
+    let end = start + out.len() as u64;
+    (out, end)
+}
+
+/// One of the [`MAX_FOLLOWS`] follow streams, given back on drop.
+struct FollowSlot<'a>(&'a Counters);
+
+impl<'a> FollowSlot<'a> {
+    fn take(c: &'a Counters) -> Option<FollowSlot<'a>> {
+        if c.follows.fetch_add(1, Ordering::SeqCst) >= MAX_FOLLOWS {
+            c.follows.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(FollowSlot(c))
+    }
+}
+
+impl Drop for FollowSlot<'_> {
+    fn drop(&mut self) {
+        self.0.follows.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn event_json(e: &super::Event) -> Value {
+    json!({ "seq": e.seq, "time": e.time, "kind": e.kind, "container": e.container, "message": e.message })
+}
+
+fn events(tls: &mut Conn<'_>, req: &Request, ctx: &Ctx) {
+    let all = ctx.shared.events_after(0);
+    if req.query("follow") != Some("1") {
+        return respond_json(tls, 200, &Value::Array(all.iter().map(event_json).collect()));
+    }
+    let Some(_slot) = FollowSlot::take(&ctx.shared.counters) else {
+        return respond_json(tls, 503, &json!({ "error": format!("at most {MAX_FOLLOWS} follow streams at once") }));
+    };
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nConnection: close\r\n\r\n";
+    if write_all(tls, head.as_bytes(), Instant::now() + WRITE_WITHIN).is_err() {
+        return;
+    }
+    let mut last = 0;
+    let mut batch = all;
+    let end = Instant::now() + FOLLOW_FOR;
+    loop {
+        let mut out = Vec::new();
+        for e in &batch {
+            last = last.max(e.seq);
+            out.extend_from_slice(event_json(e).to_string().as_bytes());
+            out.push(b'\n');
+        }
+        if !out.is_empty() && write_all(tls, &out, Instant::now() + WRITE_WITHIN).is_err() {
+            return;
+        }
+        if Instant::now() >= end || ctx.shared.snapshot().stopping {
+            return;
+        }
+        std::thread::sleep(FOLLOW_POLL);
+        batch = ctx.shared.events_after(last);
+    }
+}
+
+/// `name{labels} value` lines with their HELP and TYPE.
+struct Metrics(String);
+
+impl Metrics {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+    fn sample(&mut self, name: &str, labels: &str, value: impl std::fmt::Display) {
+        let _ = writeln!(self.0, "{name}{labels} {value}");
+    }
+}
+
+fn metrics(ctx: &Ctx) -> String {
+    let mut m = Metrics(String::new());
+    let snap = ctx.shared.snapshot();
+    m.family("keel_host_uptime_seconds", "gauge", "Seconds since boot.");
+    m.sample("keel_host_uptime_seconds", "", format!("{:.3}", uptime()));
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kb = |key: &str| {
+        meminfo.lines().find_map(|l| l.strip_prefix(key)?.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+    };
+    m.family("keel_host_memory_total_bytes", "gauge", "Total memory.");
+    m.sample("keel_host_memory_total_bytes", "", kb("MemTotal:").unwrap_or(0) * 1024);
+    m.family("keel_host_memory_available_bytes", "gauge", "Memory available for new work.");
+    m.sample("keel_host_memory_available_bytes", "", kb("MemAvailable:").unwrap_or(0) * 1024);
+    let load = read_trim(Path::new("/proc/loadavg")).unwrap_or_default();
+    let mut loads = load.split_whitespace();
+    for (name, help) in
+        [("keel_host_load1", "1-minute"), ("keel_host_load5", "5-minute"), ("keel_host_load15", "15-minute")]
+    {
+        m.family(name, "gauge", &format!("{help} load average."));
+        m.sample(name, "", loads.next().unwrap_or("0"));
+    }
+    let per = |m: &mut Metrics,
+               name: &str,
+               kind: &str,
+               help: &str,
+               value: &dyn Fn(&super::ContainerView) -> Option<String>| {
+        m.family(name, kind, help);
+        for c in snap.containers.iter() {
+            if let Some(v) = value(c) {
+                m.sample(name, &format!("{{container=\"{}\"}}", c.name), v);
+            }
+        }
+    };
+    let usages: Vec<(String, Usage)> = snap.containers.iter().map(|c| (c.name.clone(), usage(&c.name))).collect();
+    let u = |c: &super::ContainerView| usages.iter().find(|(n, _)| *n == c.name).map(|(_, u)| u);
+    per(&mut m, "keel_container_up", "gauge", "1 while the container runs.", &|c| {
+        Some(if c.pid.is_some() { "1" } else { "0" }.into())
+    });
+    per(&mut m, "keel_container_restarts_total", "counter", "Restarts since boot.", &|c| Some(c.restarts.to_string()));
+    per(&mut m, "keel_container_cpu_seconds_total", "counter", "CPU time used by the container's cgroup.", &|c| {
+        u(c).and_then(|u| u.cpu_seconds).map(|s| format!("{s:.6}"))
+    });
+    per(&mut m, "keel_container_memory_bytes", "gauge", "memory.current of the container's cgroup.", &|c| {
+        u(c).and_then(|u| u.memory).map(|v| v.to_string())
+    });
+    per(&mut m, "keel_container_pids", "gauge", "Processes in the container's cgroup.", &|c| {
+        u(c).and_then(|u| u.pids).map(|v| v.to_string())
+    });
+    per(&mut m, "keel_container_oom_kills_total", "counter", "OOM kills in the container's cgroup.", &|c| {
+        u(c).and_then(|u| u.oom_kills).map(|v| v.to_string())
+    });
+    per(&mut m, "keel_container_healthy", "gauge", "1 healthy, 0 not (containers with a health check).", &|c| {
+        c.health.map(|h| if h == "healthy" { "1" } else { "0" }.to_string())
+    });
+    per(&mut m, "keel_container_network_receive_bytes_total", "counter", "Bytes the container received.", &|c| {
+        // The host end's transmit is what the container received.
+        c.host_if.as_deref().and_then(|d| net_bytes(d, "tx_bytes")).map(|v| v.to_string())
+    });
+    per(&mut m, "keel_container_network_transmit_bytes_total", "counter", "Bytes the container sent.", &|c| {
+        c.host_if.as_deref().and_then(|d| net_bytes(d, "rx_bytes")).map(|v| v.to_string())
+    });
+    let c = &ctx.shared.counters;
+    m.family("keel_api_connections", "gauge", "API connections being served.");
+    m.sample("keel_api_connections", "", c.connections.load(Ordering::Relaxed));
+    m.family("keel_api_connections_refused_total", "counter", "Connections closed at once: too many at a time.");
+    m.sample("keel_api_connections_refused_total", "", c.refused_busy.load(Ordering::Relaxed));
+    m.family("keel_api_requests_total", "counter", "Requests read after a good handshake.");
+    m.sample("keel_api_requests_total", "", c.requests.load(Ordering::Relaxed));
+    m.family("keel_api_bad_requests_total", "counter", "Requests refused as malformed or too large.");
+    m.sample("keel_api_bad_requests_total", "", c.bad_requests.load(Ordering::Relaxed));
+    m.family("keel_api_handshake_failures_total", "counter", "TLS handshakes that failed, by reason.");
+    for (reason, n) in [
+        ("no_certificate", &c.handshake_no_cert),
+        ("bad_certificate", &c.handshake_bad_cert),
+        ("timeout", &c.handshake_timeout),
+        ("other", &c.handshake_other),
+    ] {
+        m.sample("keel_api_handshake_failures_total", &format!("{{reason=\"{reason}\"}}"), n.load(Ordering::Relaxed));
+    }
+    m.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_lines() {
+        assert_eq!(last_lines(b"a\nb\nc\n", 2), b"b\nc\n");
+        assert_eq!(last_lines(b"a\nb\nc\n", 5), b"a\nb\nc\n");
+        assert_eq!(last_lines(b"a\nb\nc", 1), b"c");
+        assert_eq!(last_lines(b"", 3), b"");
+    }
+
+    #[test]
+    fn cgroup_fields() {
+        assert_eq!(field("usage_usec 1500\nuser_usec 1", "usage_usec"), Some(1500));
+        assert_eq!(field("low 0\noom_kill 3\n", "oom_kill"), Some(3));
+        assert_eq!(field("oom_kill_x 3", "oom_kill"), None);
+    }
+}
