@@ -554,8 +554,8 @@ impl<'a> Supervisor<'a> {
         let (status, message) = self.call(&cmd.call, now);
         let what = cmd.call.describe();
         let record = format!(
-            "call=\"{what}\" subject=\"{}\" sha256={} status={status} result=\"{message}\"",
-            cmd.who.subject, cmd.who.sha256
+            "call=\"{what}\" peer={} subject=\"{}\" sha256={} status={status} result=\"{message}\"",
+            cmd.who.peer, cmd.who.subject, cmd.who.sha256
         );
         self.audit.note("api", &record);
         self.audit.flush("api");

@@ -91,6 +91,8 @@ pub struct Event {
 /// The client behind a call, from its certificate.
 #[derive(Debug, Clone)]
 pub struct Identity {
+    /// The client's IP address.
+    pub peer: String,
     pub subject: String,
     pub sha256: String,
 }

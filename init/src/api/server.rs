@@ -1,9 +1,12 @@
 //! The HTTPS server: TLS 1.3 only (rustls with ring), a client certificate required and verified
 //! against `ca.pem`, one request per connection, everything bounded:
 //!
-//! - at most [`MAX_CONNECTIONS`] connections at once (more are accepted and closed at once,
-//!   counted), of which at most [`MAX_FOLLOWS`] follow a stream;
-//! - each socket read and write waits at most [`IO_TIMEOUT`]; the handshake must end within
+//! - at most [`MAX_CONNECTIONS`] connections at once, [`MAX_HANDSHAKING`] of them in the
+//!   handshake, and from one source address [`MAX_PER_PEER`] ([`MAX_HANDSHAKING_PER_PEER`] in
+//!   the handshake); more are accepted and closed at once, counted. At most [`MAX_FOLLOWS`]
+//!   follow a stream;
+//! - deadlines are absolute ([`Bounded`]): each socket read and write waits at most
+//!   [`IO_TIMEOUT`] and never past the current deadline; the handshake must end within
 //!   [`HANDSHAKE_WITHIN`] and the request head arrive within [`REQUEST_WITHIN`] of the accept;
 //! - a head is at most [`keel_net::http::MAX_HEAD`] bytes, a body at most [`MAX_BODY`];
 //! - an answer must be written within [`WRITE_WITHIN`]; a follow stream ends after [`FOLLOW_FOR`].
@@ -11,13 +14,14 @@
 //! Failed handshakes (no certificate, another CA, plaintext, garbage, too slow) are counted for
 //! `/metrics`, not logged one by one.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddrV4, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use keel_net::http::{self, HttpError, Request};
@@ -33,7 +37,13 @@ use crate::console;
 
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 16;
-/// Of those, follow streams.
+/// Of those, still in the TLS handshake (so authenticated clients keep the others).
+pub const MAX_HANDSHAKING: usize = 8;
+/// Connections from one source address at once.
+pub const MAX_PER_PEER: usize = 4;
+/// Of those, still in the TLS handshake.
+pub const MAX_HANDSHAKING_PER_PEER: usize = 2;
+/// Of all connections, follow streams.
 pub const MAX_FOLLOWS: usize = 4;
 /// One socket read or write.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
@@ -43,6 +53,8 @@ pub const HANDSHAKE_WITHIN: Duration = Duration::from_secs(5);
 pub const REQUEST_WITHIN: Duration = Duration::from_secs(10);
 /// Writing one answer.
 pub const WRITE_WITHIN: Duration = Duration::from_secs(30);
+/// Sending a last alert or close_notify.
+const CLOSE_WITHIN: Duration = Duration::from_secs(1);
 /// A follow stream's longest life.
 pub const FOLLOW_FOR: Duration = Duration::from_secs(3600);
 /// Largest request body read (and ignored).
@@ -78,6 +90,7 @@ struct Ctx {
     shared: Arc<Shared>,
     sender: Sender,
     host: HostInfo,
+    slots: Arc<Slots>,
 }
 
 /// The host's fixed facts.
@@ -130,44 +143,173 @@ pub fn start(tls: &Tls, host: HostInfo, shared: Arc<Shared>, sender: Sender) {
         }
     };
     console::say(format_args!("api: listening on {} (TLS 1.3, client certificates required)", host.listen));
-    let ctx = Arc::new(Ctx { shared, sender, host });
-    let spawned = std::thread::Builder::new().name("api-accept".into()).stack_size(STACK).spawn(move || loop {
-        match listener.accept() {
-            Ok((sock, _)) => admit(sock, &config, &ctx),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    });
-    if let Err(e) = spawned {
+    if let Err(e) = run(listener, config, host, shared, sender) {
         console::say(format_args!("api: start the server thread: {e}; not serving"));
     }
 }
 
-/// Serve `sock` in a thread of its own, or close it if [`MAX_CONNECTIONS`] are served.
-fn admit(sock: TcpStream, config: &Arc<ServerConfig>, ctx: &Arc<Ctx>) {
+/// Accept on `listener` in a thread of its own.
+fn run(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    host: HostInfo,
+    shared: Arc<Shared>,
+    sender: Sender,
+) -> io::Result<()> {
+    let ctx = Arc::new(Ctx { shared, sender, host, slots: Arc::new(Slots::default()) });
+    std::thread::Builder::new().name("api-accept".into()).stack_size(STACK).spawn(move || loop {
+        match listener.accept() {
+            Ok((sock, peer)) => admit(sock, peer, &config, &ctx),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    })?;
+    Ok(())
+}
+
+/// The connections served, in all and per source address; updated under one lock by the accept
+/// thread (taking) and the connection threads (giving back).
+#[derive(Debug, Default)]
+struct Slots {
+    inner: Mutex<SlotCounts>,
+}
+
+#[derive(Debug, Default)]
+struct SlotCounts {
+    open: usize,
+    shaking: usize,
+    /// Per source address: (open, still handshaking).
+    peers: HashMap<IpAddr, (usize, usize)>,
+}
+
+impl Slots {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotCounts> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A slot for a new connection from `ip`, handshaking; `None` if a limit is reached.
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<Ticket> {
+        let mut s = self.lock();
+        let (open, shaking) = s.peers.get(&ip).copied().unwrap_or((0, 0));
+        if s.open >= MAX_CONNECTIONS
+            || s.shaking >= MAX_HANDSHAKING
+            || open >= MAX_PER_PEER
+            || shaking >= MAX_HANDSHAKING_PER_PEER
+        {
+            return None;
+        }
+        s.open += 1;
+        s.shaking += 1;
+        s.peers.insert(ip, (open + 1, shaking + 1));
+        Some(Ticket { slots: Arc::clone(self), ip, shaking: true })
+    }
+}
+
+/// One connection's slot, given back on drop.
+#[derive(Debug)]
+struct Ticket {
+    slots: Arc<Slots>,
+    ip: IpAddr,
+    shaking: bool,
+}
+
+impl Ticket {
+    /// The handshake is over (either way): the connection no longer counts as handshaking.
+    fn shaken(&mut self) {
+        if std::mem::take(&mut self.shaking) {
+            let mut s = self.slots.lock();
+            s.shaking = s.shaking.saturating_sub(1);
+            if let Some(p) = s.peers.get_mut(&self.ip) {
+                p.1 = p.1.saturating_sub(1);
+            }
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.shaken();
+        let mut s = self.slots.lock();
+        s.open = s.open.saturating_sub(1);
+        if let Some(p) = s.peers.get_mut(&self.ip) {
+            p.0 = p.0.saturating_sub(1);
+            if p.0 == 0 {
+                s.peers.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Serve `sock` in a thread of its own, or close it at once if a limit is reached
+/// ([`MAX_CONNECTIONS`], [`MAX_HANDSHAKING`], [`MAX_PER_PEER`], [`MAX_HANDSHAKING_PER_PEER`]).
+fn admit(sock: TcpStream, peer: SocketAddr, config: &Arc<ServerConfig>, ctx: &Arc<Ctx>) {
     let c = &ctx.shared.counters;
-    if c.connections.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-        c.connections.fetch_sub(1, Ordering::SeqCst);
+    let Some(ticket) = ctx.slots.take(peer.ip()) else {
         c.refused_busy.fetch_add(1, Ordering::Relaxed);
         return; // dropped: closed
-    }
+    };
+    c.connections.fetch_add(1, Ordering::SeqCst);
     let (config, ctx2) = (Arc::clone(config), Arc::clone(ctx));
     let spawned = std::thread::Builder::new().name("api-conn".into()).stack_size(STACK).spawn(move || {
         let accepted = Instant::now();
-        // A panic in one connection must not take the counter (or anything else) with it.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(sock, &config, &ctx2, accepted)));
+        let mut ticket = ticket;
+        // A panic in one connection must not take the counters (or anything else) with it.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            serve(sock, peer, &config, &ctx2, accepted, &mut ticket)
+        }));
+        drop(ticket);
         ctx2.shared.counters.connections.fetch_sub(1, Ordering::SeqCst);
     });
     if spawned.is_err() {
+        // The closure (and its ticket) is dropped: the slot is given back.
         c.connections.fetch_sub(1, Ordering::SeqCst);
         c.refused_busy.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-/// Retry `f` on timeouts until `deadline`.
-fn before<T>(deadline: Instant, mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+/// The socket, with a deadline no read or write goes past: before each one the socket's timeout
+/// is set to what is left of it (at most [`IO_TIMEOUT`]), and once it has passed every read and
+/// write fails at once with `TimedOut`. rustls only ever reads and writes through this, so a peer
+/// that trickles bytes cannot stretch a deadline (it is absolute, not per byte).
+#[derive(Debug)]
+struct Bounded {
+    sock: TcpStream,
+    deadline: Instant,
+}
+
+impl Bounded {
+    /// How long the next read or write may wait.
+    fn left(&self) -> io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+        }
+        Ok(left.min(IO_TIMEOUT))
+    }
+}
+
+impl Read for Bounded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.sock.set_read_timeout(Some(self.left()?))?;
+        self.sock.read(buf)
+    }
+}
+
+impl Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sock.set_write_timeout(Some(self.left()?))?;
+        self.sock.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Run `f` on `sock` with `deadline`, again after each socket timeout until the deadline.
+fn before<T>(sock: &mut Bounded, deadline: Instant, mut f: impl FnMut(&mut Bounded) -> io::Result<T>) -> io::Result<T> {
+    sock.deadline = deadline;
     loop {
-        match f() {
+        match f(sock) {
             Err(e)
                 if matches!(
                     e.kind(),
@@ -184,16 +326,21 @@ fn before<T>(deadline: Instant, mut f: impl FnMut() -> io::Result<T>) -> io::Res
 }
 
 /// One connection: handshake, one request, one answer, close.
-fn serve(mut sock: TcpStream, config: &Arc<ServerConfig>, ctx: &Ctx, accepted: Instant) {
+fn serve(
+    sock: TcpStream,
+    peer: SocketAddr,
+    config: &Arc<ServerConfig>,
+    ctx: &Ctx,
+    accepted: Instant,
+    ticket: &mut Ticket,
+) {
     let counters = &ctx.shared.counters;
-    if sock.set_read_timeout(Some(IO_TIMEOUT)).is_err() || sock.set_write_timeout(Some(IO_TIMEOUT)).is_err() {
-        return;
-    }
     let _ = sock.set_nodelay(true);
+    let mut sock = Bounded { sock, deadline: accepted + HANDSHAKE_WITHIN };
     let Ok(mut conn) = ServerConnection::new(Arc::clone(config)) else { return };
     let shake = accepted + HANDSHAKE_WITHIN;
     while conn.is_handshaking() {
-        if let Err(e) = before(shake, || conn.complete_io(&mut sock)) {
+        if let Err(e) = before(&mut sock, shake, |s| conn.complete_io(s)) {
             let counter = match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
                 Some(rustls::Error::NoCertificatesPresented) => &counters.handshake_no_cert,
                 Some(rustls::Error::InvalidCertificate(_)) => &counters.handshake_bad_cert,
@@ -201,23 +348,25 @@ fn serve(mut sock: TcpStream, config: &Arc<ServerConfig>, ctx: &Ctx, accepted: I
                 _ => &counters.handshake_other,
             };
             counter.fetch_add(1, Ordering::Relaxed);
-            // Send the alert rustls queued, if the client still listens.
+            // Send the alert rustls queued, if the client still listens (briefly).
+            sock.deadline = Instant::now() + CLOSE_WITHIN;
             let _ = conn.write_tls(&mut sock);
             return;
         }
     }
-    let who = identity(&conn);
+    ticket.shaken();
+    let who = identity(&conn, peer);
     let mut tls = rustls::Stream::new(&mut conn, &mut sock);
     let request = match read_request(&mut tls, accepted + REQUEST_WITHIN) {
         Ok(r) => r,
         Err(Some((status, why))) => {
             counters.bad_requests.fetch_add(1, Ordering::Relaxed);
             let _ = respond(&mut tls, status, "application/json", &error_body(&why));
-            let _ = tls.flush();
             // Read (and drop) a little of what the client still sends, so closing does not
             // reset the connection before it reads the answer: bounded in bytes and time.
             let (mut junk, mut left, until) = ([0u8; 4096], LINGER_BYTES, Instant::now() + LINGER);
-            while left > 0 && Instant::now() < until {
+            tls.sock.deadline = until;
+            while left > 0 {
                 match tls.read(&mut junk) {
                     Ok(n @ 1..) => left = left.saturating_sub(n),
                     _ => break,
@@ -229,15 +378,15 @@ fn serve(mut sock: TcpStream, config: &Arc<ServerConfig>, ctx: &Ctx, accepted: I
     };
     counters.requests.fetch_add(1, Ordering::Relaxed);
     route(&mut tls, &request, &who, ctx);
-    let _ = tls.flush();
     tls.conn.send_close_notify();
-    let _ = before(Instant::now() + IO_TIMEOUT, || tls.conn.complete_io(tls.sock).map(drop));
+    let _ = until(&mut tls, Instant::now() + CLOSE_WITHIN, |t| t.conn.complete_io(t.sock).map(drop));
 }
 
 /// The client's identity: its certificate's subject and sha256 fingerprint.
-fn identity(conn: &ServerConnection) -> Identity {
+fn identity(conn: &ServerConnection, peer: SocketAddr) -> Identity {
     let cert = conn.peer_certificates().and_then(|c| c.first());
     Identity {
+        peer: peer.ip().to_string(),
         subject: cert.and_then(|c| super::der::subject(c)).unwrap_or_else(|| "?".into()),
         sha256: cert.map(|c| hex(&Sha256::digest(c.as_ref()))).unwrap_or_default(),
     }
@@ -250,7 +399,7 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-type Conn<'a> = rustls::Stream<'a, ServerConnection, TcpStream>;
+type Conn<'a> = rustls::Stream<'a, ServerConnection, Bounded>;
 
 /// Read one request head (and drop its small body) before `deadline`. `Err(None)`: the client
 /// went away or was too slow; `Err(Some(..))`: answer with that status.
@@ -265,7 +414,7 @@ fn read_request(tls: &mut Conn<'_>, deadline: Instant) -> Result<Request, Option
                 }
                 let want = len + req.content_length as usize;
                 while buf.len() < want {
-                    let n = before(deadline, || tls.read(&mut chunk)).map_err(|_| None)?;
+                    let n = until(tls, deadline, |t| t.read(&mut chunk)).map_err(|_| None)?;
                     if n == 0 {
                         return Err(None);
                     }
@@ -277,7 +426,7 @@ fn read_request(tls: &mut Conn<'_>, deadline: Instant) -> Result<Request, Option
             Err(e @ (HttpError::HeadTooLarge | HttpError::TooManyHeaders)) => return Err(Some((431, e.to_string()))),
             Err(e) => return Err(Some((400, e.to_string()))),
         }
-        let n = before(deadline, || tls.read(&mut chunk)).map_err(|_| None)?;
+        let n = until(tls, deadline, |t| t.read(&mut chunk)).map_err(|_| None)?;
         if n == 0 {
             return Err(None);
         }
@@ -294,13 +443,33 @@ fn error_body(message: &str) -> Vec<u8> {
 /// Write all of `data` within `deadline`.
 fn write_all(tls: &mut Conn<'_>, mut data: &[u8], deadline: Instant) -> io::Result<()> {
     while !data.is_empty() {
-        let n = before(deadline, || tls.write(data.get(..data.len().min(16 * 1024)).unwrap_or_default()))?;
+        let n = until(tls, deadline, |t| t.write(data.get(..data.len().min(16 * 1024)).unwrap_or_default()))?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
         data = data.get(n..).unwrap_or_default();
     }
-    before(deadline, || tls.flush())
+    until(tls, deadline, |t| t.flush())
+}
+
+/// [`before`] for the TLS stream: each socket read and write `f` does ends by `deadline`.
+fn until<T>(tls: &mut Conn<'_>, deadline: Instant, mut f: impl FnMut(&mut Conn<'_>) -> io::Result<T>) -> io::Result<T> {
+    tls.sock.deadline = deadline;
+    loop {
+        match f(tls) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) =>
+            {
+                if Instant::now() >= deadline {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+                }
+            }
+            r => return r,
+        }
+    }
 }
 
 fn respond(tls: &mut Conn<'_>, status: u16, content_type: &str, body: &[u8]) -> io::Result<()> {
@@ -683,6 +852,94 @@ fn metrics(ctx: &Ctx) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server on 127.0.0.1 (a self-signed test certificate, used as its own CA), in this
+    /// process: its address and counters.
+    fn serve_here() -> (SocketAddr, Arc<Shared>) {
+        let pem = include_bytes!("testdata/server.pem").to_vec();
+        let tls = Tls { ca: pem.clone(), cert: pem, key: include_bytes!("testdata/server.key").to_vec() };
+        let config = Arc::new(tls_config(&tls).expect("test TLS config"));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (link, sender, shared) = super::super::channel().unwrap();
+        // The supervisor's end stays open (and idle) for the test's life.
+        std::mem::forget(link);
+        let host = HostInfo {
+            hostname: "test".into(),
+            image: "test".into(),
+            arch: "x86_64".into(),
+            plan_sha256: String::new(),
+            listen: SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, addr.port()),
+        };
+        run(listener, config, host, Arc::clone(&shared), sender).unwrap();
+        (addr, shared)
+    }
+
+    /// Whether the server closed `s` (waiting at most `wait`).
+    fn closed(s: &mut TcpStream, wait: Duration) -> bool {
+        s.set_read_timeout(Some(wait)).unwrap();
+        let mut buf = [0u8; 512];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue, // an alert: read on to the end
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return false,
+                Err(_) => return true, // reset
+            }
+        }
+    }
+
+    /// A client that never finishes its ClientHello but sends a byte every half second (well
+    /// within IO_TIMEOUT) is cut at HANDSHAKE_WITHIN, not kept as long as bytes trickle in.
+    #[test]
+    fn a_trickling_handshake_is_cut_at_its_deadline() {
+        let (addr, shared) = serve_here();
+        let start = Instant::now();
+        let mut s = TcpStream::connect(addr).unwrap();
+        // A handshake record header announcing 16 KiB, then the body a byte at a time.
+        s.write_all(&[0x16, 0x03, 0x01, 0x40, 0x00]).unwrap();
+        let limit = HANDSHAKE_WITHIN + Duration::from_secs(10);
+        loop {
+            if s.write_all(&[0x01]).is_err() || closed(&mut s, Duration::from_millis(500)) {
+                break;
+            }
+            assert!(start.elapsed() < limit, "still open after {:?}", start.elapsed());
+        }
+        let took = start.elapsed();
+        assert!(took >= HANDSHAKE_WITHIN - Duration::from_millis(100), "cut too early: {took:?}");
+        assert!(took < HANDSHAKE_WITHIN + Duration::from_millis(1500), "cut late: {took:?}");
+        let c = &shared.counters;
+        let until = Instant::now() + Duration::from_secs(2);
+        while c.connections.load(Ordering::SeqCst) != 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(c.connections.load(Ordering::SeqCst), 0);
+        assert_eq!(c.handshake_timeout.load(Ordering::Relaxed), 1);
+    }
+
+    /// One source address gets at most MAX_HANDSHAKING_PER_PEER connections in the handshake:
+    /// the next is closed at once, the first ones are not.
+    #[test]
+    fn one_address_cannot_take_every_slot() {
+        let (addr, shared) = serve_here();
+        let mut first: Vec<TcpStream> =
+            (0..MAX_HANDSHAKING_PER_PEER).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        // Let the accept thread take them first.
+        std::thread::sleep(Duration::from_millis(200));
+        let mut extra = TcpStream::connect(addr).unwrap();
+        assert!(closed(&mut extra, Duration::from_secs(2)), "a connection past the per-address limit stayed open");
+        for s in &mut first {
+            assert!(!closed(s, Duration::from_millis(100)), "a connection within the limit was closed");
+        }
+        assert_eq!(shared.counters.refused_busy.load(Ordering::Relaxed), 1);
+        // Once those are cut (at the handshake deadline), the address may connect again.
+        for s in &mut first {
+            assert!(closed(s, HANDSHAKE_WITHIN + Duration::from_secs(2)));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let mut again = TcpStream::connect(addr).unwrap();
+        assert!(!closed(&mut again, Duration::from_millis(300)));
+    }
 
     #[test]
     fn the_last_lines() {
