@@ -598,7 +598,11 @@ impl<'a> Supervisor<'a> {
         let running = c.pid.is_some();
         match call {
             Call::Stop(_) => {
-                c.held = true;
+                if !c.held {
+                    // Stays stopped until started through the API; not "exited" for on_exit.
+                    c.held = true;
+                    self.life.hold();
+                }
                 if c.restart_at.take().is_some() {
                     self.life.restart_due();
                 }
@@ -615,7 +619,9 @@ impl<'a> Supervisor<'a> {
                 (202, format!("stopping container {name}"))
             }
             Call::Restart(_) if running => {
-                c.held = false;
+                if std::mem::take(&mut c.held) {
+                    self.life.release();
+                }
                 c.api_restart = true;
                 if c.term_at.is_none() {
                     c.term_at = Some(now);
@@ -628,7 +634,9 @@ impl<'a> Supervisor<'a> {
             Call::Start(_) if running => (409, format!("container {name} is already running")),
             _ => {
                 // Not running: start it now (a restart counts as one).
-                c.held = false;
+                if std::mem::take(&mut c.held) {
+                    self.life.release();
+                }
                 if c.restart_at.take().is_some() {
                     self.life.restart_due();
                 }
