@@ -162,8 +162,15 @@ fn start(plan: &Plan, plan_sha256: &str, signals: io::Result<OwnedFd>) -> anyhow
     }
     let net = network::Network::boot(&plan.net, &plan.containers);
     let grace = Duration::from_millis(plan.shutdown_grace_ms);
+    // With containers on networks, only the firewall's input chain keeps them off the API port:
+    // without it (nft failed), fail closed and leave the API off.
+    let networked = plan.containers.iter().any(|c| c.net.is_some());
+    let api_safe = !networked || network::firewall_loaded();
+    if plan.api.is_some() && !api_safe {
+        console::say("api: the firewall is not loaded, so containers could reach the API port; not serving");
+    }
     let link = match (&plan.api, tls) {
-        (Some(a), Some(tls)) => match api::channel() {
+        (Some(a), Some(tls)) if api_safe => match api::channel() {
             Ok((link, sender, shared)) => {
                 let info = api::server::HostInfo {
                     hostname: plan.hostname.clone(),
