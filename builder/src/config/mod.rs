@@ -559,7 +559,7 @@ impl Validator<'_> {
         let isolation = self.isolation(index, &c);
         let name = c.name.get_ref().clone();
         // No `.`: the name is also a cgroup directory next to interface files such as `cgroup.procs`.
-        if !valid_name(&name) || name.contains('.') {
+        if !keel_plan::valid_container_name(&name) {
             self.err(
                 &c.name.span(),
                 key("name"),

@@ -36,6 +36,17 @@ pub const API_TLS_DIR: &str = "/etc/keel/api";
 /// certificate chain and its private key (PEM).
 pub const API_FILES: [&str; 3] = ["ca.pem", "server.pem", "server.key"];
 
+/// Is `s` a valid container name: lower-case letters, digits, `-`, `_`, starting with a letter
+/// or digit, at most 63 bytes (no `.`: the name is also a cgroup directory next to interface
+/// files such as `cgroup.procs`, and a log file name). `keel check` enforces it on the config;
+/// the API and its client refuse any other name before acting on it.
+pub fn valid_container_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.len() <= 63
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
 pub mod caps;
 pub mod crc32;
 pub mod net;
@@ -494,5 +505,17 @@ mod tests {
             assert_eq!(Arch::parse(a.debian()), Some(a));
         }
         assert_eq!(Arch::parse("riscv64"), None);
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    #[test]
+    fn container_names() {
+        use super::valid_container_name as ok;
+        assert!(ok("web") && ok("a") && ok("9-x_y") && ok(&"a".repeat(63)));
+        for bad in ["", "Web", "-a", "_a", "a.b", "a/b", "a b", "a\"b", "a?x=1", "..", &"a".repeat(64)] {
+            assert!(!ok(bad), "{bad}");
+        }
     }
 }
