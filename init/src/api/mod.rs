@@ -7,10 +7,14 @@
 //!   `try_lock` (a reader holds the lock only to clone the `Arc`); if the lock is busy it tries
 //!   again 10 ms later. Events go the same way into a bounded ring ([`EVENTS`] entries).
 //! - **Commands in**: a bounded channel ([`QUEUE`] commands; a full queue answers 503) plus a
-//!   wake socket in the poll set. The supervisor takes at most [`QUEUE`] commands per wakeup and
-//!   answers each on a one-slot channel with `try_send`, so it never blocks on a client either.
+//!   wake socket in the poll set. The supervisor takes at most [`PER_WAKEUP`] commands per wakeup
+//!   (waking again 10 ms later for more), drops those past their deadline (the client got 504),
+//!   and answers each on a one-slot channel with `try_send`, so it never blocks on a client
+//!   either. Container names are checked by the server thread against the last snapshot first:
+//!   an unknown one is answered there (404), never queued.
 //! - Mutating calls are recorded in the audit log (`audit/api.log` on keel-data, rotated like the
-//!   container logs) by the supervisor as it carries them out.
+//!   container logs) by the supervisor as it carries them out, one JSON object per record, synced
+//!   once per wakeup.
 
 pub mod der;
 pub mod server;
@@ -22,12 +26,14 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 
 /// Commands waiting for the supervisor, at most.
 pub const QUEUE: usize = 16;
+/// Commands the supervisor carries out per wakeup, at most (the rest wait 10 ms for the next).
+pub const PER_WAKEUP: usize = 4;
 /// The audit log's directory on keel-data: `audit/api.log`, rotated like the container logs.
 pub const AUDIT_DIR: &str = "audit";
 /// Events kept for `GET /v1/events`.
@@ -133,6 +139,8 @@ pub struct Command {
     pub call: Call,
     pub who: Identity,
     pub reply: SyncSender<Answer>,
+    /// Past this the client has been told 504: the supervisor drops the call, not carrying it out.
+    pub deadline: Instant,
 }
 
 /// What the server threads share; counters are for `/metrics`.
@@ -193,6 +201,8 @@ pub struct Link {
     pending: Vec<Event>,
     /// A snapshot not yet published (the lock was busy).
     unpublished: Option<Arc<Snapshot>>,
+    /// A command taken from the channel past [`PER_WAKEUP`], first in line next time.
+    carried: Option<Command>,
     seq: u64,
 }
 
@@ -204,7 +214,15 @@ pub fn channel() -> io::Result<(Link, Sender, Arc<Shared>)> {
     ours.set_nonblocking(true)?;
     theirs.set_nonblocking(true)?;
     let shared = Arc::new(Shared::default());
-    let link = Link { rx, wake: ours, shared: Arc::clone(&shared), pending: Vec::new(), unpublished: None, seq: 0 };
+    let link = Link {
+        rx,
+        wake: ours,
+        shared: Arc::clone(&shared),
+        pending: Vec::new(),
+        unpublished: None,
+        carried: None,
+        seq: 0,
+    };
     Ok((link, Sender { tx, wake: Arc::new(theirs) }, shared))
 }
 
@@ -214,12 +232,18 @@ impl Link {
         self.wake.as_raw_fd()
     }
 
-    /// Something is left to publish: wake again soon.
+    /// Something is left to publish, or commands wait: wake again soon.
     pub fn behind(&self) -> bool {
-        self.unpublished.is_some() || !self.pending.is_empty()
+        self.unpublished.is_some() || !self.pending.is_empty() || self.carried.is_some()
     }
 
-    /// The commands waiting, at most [`QUEUE`]; drains the wake socket.
+    /// Commands wait beyond those of the last [`Link::commands`].
+    pub fn backlog(&self) -> bool {
+        self.carried.is_some()
+    }
+
+    /// The commands waiting, at most [`PER_WAKEUP`]; drains the wake socket. If more wait,
+    /// [`Link::backlog`] says so (the wake socket no longer does).
     pub fn commands(&mut self) -> Vec<Command> {
         let mut buf = [0u8; 64];
         for _ in 0..4 {
@@ -228,12 +252,15 @@ impl Link {
                 _ => break,
             }
         }
-        let mut out = Vec::new();
-        while out.len() < QUEUE {
+        let mut out: Vec<Command> = self.carried.take().into_iter().collect();
+        while out.len() < PER_WAKEUP {
             match self.rx.try_recv() {
                 Ok(c) => out.push(c),
                 Err(_) => break,
             }
+        }
+        if out.len() == PER_WAKEUP {
+            self.carried = self.rx.try_recv().ok();
         }
         out
     }
@@ -281,5 +308,42 @@ pub fn answer(cmd: &Command, status: u16, message: impl Into<String>) {
     let _ = cmd.reply.try_send(Answer { status, message: message.into() });
 }
 
-/// How long a server thread waits for the supervisor's answer.
+/// A call's deadline: the supervisor drops a call it takes later than this after it was queued.
 pub const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+/// How much longer than [`ANSWER_WITHIN`] a server thread waits, for a call the supervisor took
+/// just before its deadline (then 504).
+pub const ANSWER_GRACE: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(n: usize) -> (Command, Receiver<Answer>) {
+        let (reply, rx) = mpsc::sync_channel(1);
+        let who = Identity { peer: "192.0.2.1".into(), subject: "CN=op".into(), sha256: String::new() };
+        let deadline = Instant::now() + ANSWER_WITHIN;
+        (Command { call: Call::Start(format!("c{n}")), who, reply, deadline }, rx)
+    }
+
+    /// At most PER_WAKEUP commands per wakeup, in order; the rest wait for the next, and the
+    /// supervisor knows to come back for them.
+    #[test]
+    fn a_few_commands_per_wakeup() {
+        let (mut link, sender, _shared) = channel().unwrap();
+        let mut replies = Vec::new();
+        for n in 0..PER_WAKEUP + 2 {
+            let (c, rx) = cmd(n);
+            assert!(sender.send(c));
+            replies.push(rx);
+        }
+        let first = link.commands();
+        assert_eq!(first.len(), PER_WAKEUP);
+        assert_eq!(first.first().map(|c| c.call.clone()), Some(Call::Start("c0".into())));
+        assert!(link.backlog() && link.behind());
+        let rest = link.commands();
+        let names: Vec<Call> = rest.iter().map(|c| c.call.clone()).collect();
+        assert_eq!(names, vec![Call::Start(format!("c{PER_WAKEUP}")), Call::Start(format!("c{}", PER_WAKEUP + 1))]);
+        assert!(!link.backlog());
+        assert!(link.commands().is_empty());
+    }
+}

@@ -32,7 +32,7 @@ use rustls::{RootCertStore, ServerConfig, ServerConnection};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::{Call, Command, Identity, Sender, Shared, Tls, ANSWER_WITHIN};
+use super::{Call, Command, Identity, Sender, Shared, Tls, ANSWER_GRACE, ANSWER_WITHIN};
 use crate::console;
 
 /// Connections served at once.
@@ -500,11 +500,20 @@ fn route(tls: &mut Conn<'_>, req: &Request, who: &Identity, ctx: &Ctx) {
             let list: Vec<Value> = snap.containers.iter().map(container).collect();
             respond_json(tls, 200, &Value::Array(list));
         }
+        ["v1", "containers", name, ..] if (get || post) && !known(ctx, name) => {
+            let error = if keel_plan::valid_container_name(name) {
+                format!("no such container: {name}")
+            } else {
+                "not a valid container name".into()
+            };
+            respond_json(tls, 404, &json!({ "error": error }))
+        }
         ["v1", "containers", name] if get => match find(ctx, name) {
             Some(v) => respond_json(tls, 200, &v),
             None => respond_json(tls, 404, &json!({ "error": format!("no such container: {name}") })),
         },
         ["v1", "containers", name, "logs"] if get => logs(tls, req, name, ctx),
+        // `name` is a container of the last snapshot: nothing else is ever queued.
         ["v1", "containers", name, action @ ("restart" | "stop" | "start")] if post => {
             let call = match *action {
                 "restart" => Call::Restart(name.to_string()),
@@ -531,13 +540,20 @@ fn route(tls: &mut Conn<'_>, req: &Request, who: &Identity, ctx: &Ctx) {
 fn mutate(tls: &mut Conn<'_>, call: Call, who: &Identity, ctx: &Ctx) {
     let (tx, rx) = mpsc::sync_channel(1);
     let what = call.describe();
-    if !ctx.sender.send(Command { call, who: who.clone(), reply: tx }) {
+    let deadline = Instant::now() + ANSWER_WITHIN;
+    if !ctx.sender.send(Command { call, who: who.clone(), reply: tx, deadline }) {
         return respond_json(tls, 503, &json!({ "error": "too many calls waiting; try again" }));
     }
-    match rx.recv_timeout(ANSWER_WITHIN) {
+    // The supervisor drops the call if it has not taken it by `deadline`.
+    match rx.recv_timeout(ANSWER_WITHIN + ANSWER_GRACE) {
         Ok(a) => respond_json(tls, a.status, &json!({ "call": what, "status": a.status, "message": a.message })),
         Err(_) => respond_json(tls, 504, &json!({ "error": "the supervisor did not answer in time" })),
     }
+}
+
+/// `name` is a container of the last snapshot (so a valid name, too).
+fn known(ctx: &Ctx, name: &str) -> bool {
+    keel_plan::valid_container_name(name) && ctx.shared.snapshot().containers.iter().any(|c| c.name == name)
 }
 
 fn find(ctx: &Ctx, name: &str) -> Option<Value> {
@@ -853,17 +869,18 @@ fn metrics(ctx: &Ctx) -> String {
 mod tests {
     use super::*;
 
-    /// A server on 127.0.0.1 (a self-signed test certificate, used as its own CA), in this
-    /// process: its address and counters.
-    fn serve_here() -> (SocketAddr, Arc<Shared>) {
-        let pem = include_bytes!("testdata/server.pem").to_vec();
-        let tls = Tls { ca: pem.clone(), cert: pem, key: include_bytes!("testdata/server.key").to_vec() };
+    /// A server on 127.0.0.1 (test certificates from `testdata/`), in this process: its address,
+    /// the supervisor's end and the shared state.
+    fn serve_here() -> (SocketAddr, super::super::Link, Arc<Shared>) {
+        let tls = Tls {
+            ca: include_bytes!("testdata/ca.pem").to_vec(),
+            cert: include_bytes!("testdata/server.pem").to_vec(),
+            key: include_bytes!("testdata/server.key").to_vec(),
+        };
         let config = Arc::new(tls_config(&tls).expect("test TLS config"));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let (link, sender, shared) = super::super::channel().unwrap();
-        // The supervisor's end stays open (and idle) for the test's life.
-        std::mem::forget(link);
         let host = HostInfo {
             hostname: "test".into(),
             image: "test".into(),
@@ -872,7 +889,72 @@ mod tests {
             listen: SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, addr.port()),
         };
         run(listener, config, host, Arc::clone(&shared), sender).unwrap();
-        (addr, shared)
+        (addr, link, shared)
+    }
+
+    /// `METHOD PATH` with the test client certificate: the status and the body.
+    fn call(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+        let mut roots = RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(include_bytes!("testdata/ca.pem")) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let certs = CertificateDer::pem_slice_iter(include_bytes!("testdata/client.pem"))
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(include_bytes!("testdata/client.key")).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(certs, key)
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut sock = TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+        write!(tls, "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n").unwrap();
+        let mut out = Vec::new();
+        let _ = tls.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (status, body)
+    }
+
+    /// Unknown and invalid container names are answered by the server thread: never queued for
+    /// the supervisor. A known one is, with the client's address and subject.
+    #[test]
+    fn names_are_checked_before_the_supervisor_sees_them() {
+        let (addr, mut link, _shared) = serve_here();
+        let web = super::super::ContainerView { name: "web".into(), state: "running", ..Default::default() };
+        link.publish(Some(super::super::Snapshot { containers: vec![web], stopping: false }));
+        let (status, body) = call(addr, "POST", "/v1/containers/nope/stop");
+        assert_eq!(status, 404, "{body}");
+        assert!(body.contains("no such container: nope"), "{body}");
+        let (status, body) = call(addr, "POST", "/v1/containers/x\"status=200/restart");
+        assert_eq!(status, 404, "{body}");
+        assert!(body.contains("not a valid container name") && !body.contains("status=200"), "{body}");
+        let (status, _) = call(addr, "GET", "/v1/containers/..%2f..%2fetc/logs");
+        assert_eq!(status, 404);
+        assert!(link.commands().is_empty(), "an unknown name was queued");
+
+        let client = std::thread::spawn(move || call(addr, "POST", "/v1/containers/web/stop"));
+        let until = Instant::now() + Duration::from_secs(10);
+        let cmd = loop {
+            if let Some(c) = link.commands().pop() {
+                break c;
+            }
+            assert!(Instant::now() < until, "the call was not queued");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(cmd.call, Call::Stop("web".into()));
+        assert_eq!(cmd.who.peer, "127.0.0.1");
+        assert!(cmd.who.subject.contains("keel test client"), "{}", cmd.who.subject);
+        assert!(cmd.deadline > Instant::now());
+        super::super::answer(&cmd, 202, "stopping container web");
+        let (status, body) = client.join().unwrap();
+        assert_eq!(status, 202, "{body}");
     }
 
     /// Whether the server closed `s` (waiting at most `wait`).
@@ -893,7 +975,7 @@ mod tests {
     /// within IO_TIMEOUT) is cut at HANDSHAKE_WITHIN, not kept as long as bytes trickle in.
     #[test]
     fn a_trickling_handshake_is_cut_at_its_deadline() {
-        let (addr, shared) = serve_here();
+        let (addr, _link, shared) = serve_here();
         let start = Instant::now();
         let mut s = TcpStream::connect(addr).unwrap();
         // A handshake record header announcing 16 KiB, then the body a byte at a time.
@@ -921,7 +1003,7 @@ mod tests {
     /// the next is closed at once, the first ones are not.
     #[test]
     fn one_address_cannot_take_every_slot() {
-        let (addr, shared) = serve_here();
+        let (addr, _link, shared) = serve_here();
         let mut first: Vec<TcpStream> =
             (0..MAX_HANDSHAKING_PER_PEER).map(|_| TcpStream::connect(addr).unwrap()).collect();
         // Let the accept thread take them first.
