@@ -111,6 +111,7 @@ pub enum Command {
     /// Print a container's log (from its log files on keel-data).
     Logs {
         /// The container.
+        #[arg(value_parser = container_name)]
         name: String,
         /// Keep printing new lines as they come.
         #[arg(short, long)]
@@ -124,6 +125,7 @@ pub enum Command {
     /// Restart a container (SIGTERM, then started again at once).
     Restart {
         /// The container.
+        #[arg(value_parser = container_name)]
         name: String,
         #[command(flatten)]
         api: Api,
@@ -131,6 +133,7 @@ pub enum Command {
     /// Stop a container; it stays stopped until `keel start`.
     Stop {
         /// The container.
+        #[arg(value_parser = container_name)]
         name: String,
         #[command(flatten)]
         api: Api,
@@ -138,6 +141,7 @@ pub enum Command {
     /// Start a stopped container.
     Start {
         /// The container.
+        #[arg(value_parser = container_name)]
         name: String,
         #[command(flatten)]
         api: Api,
@@ -179,4 +183,34 @@ pub struct Api {
     /// Print the API's JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A container name as keel check accepts it: anything else (`/`, `?`, spaces, CR/LF) would
+/// change the request it is put into, so it is refused before anything is sent.
+fn container_name(s: &str) -> Result<String, String> {
+    if keel_plan::valid_container_name(s) {
+        Ok(s.to_string())
+    } else {
+        Err("not a valid container name (lower-case letters, digits, `-`, `_`, starting with a letter or digit; at most 63)".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_names_are_checked_before_sending() {
+        let api = ["--endpoint", "h:1", "--identity", "/id"];
+        let parse = |args: &[&str]| Cli::try_parse_from(args.iter().chain(&api));
+        for ok in [&["keel", "stop", "web"][..], &["keel", "logs", "-f", "db-1"], &["keel", "start", "a_b"]] {
+            assert!(parse(ok).is_ok(), "{ok:?}");
+        }
+        for bad in ["a/b", "web?x=1", "a b", "web\r\nX-Injected: 1", "Web", "a.b", ""] {
+            for cmd in ["logs", "restart", "stop", "start"] {
+                let e = parse(&["keel", cmd, bad]).unwrap_err();
+                assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{cmd} {bad:?}: {e}");
+            }
+        }
+    }
 }
