@@ -179,7 +179,7 @@ fn start(plan: &Plan, plan_sha256: &str, signals: io::Result<OwnedFd>) -> anyhow
                     plan_sha256: plan_sha256.to_string(),
                     listen: a.listen,
                 };
-                api::server::start(&tls, info, shared, sender);
+                api::server::start(&tls, info, net.uplink(), shared, sender);
                 Some(link)
             }
             Err(e) => {

@@ -122,6 +122,11 @@ impl Network {
         me
     }
 
+    /// The uplink's interface name, if there is one.
+    pub fn uplink(&self) -> Option<&str> {
+        self.uplink.as_ref().map(|u| u.name.as_str())
+    }
+
     /// The DHCP socket, to poll for reading.
     pub fn fd(&self) -> Option<RawFd> {
         self.dhcp.as_ref().map(|d| d.socket.as_raw_fd())

@@ -126,8 +126,11 @@ pub fn tls_config(tls: &Tls) -> Result<ServerConfig, String> {
         .map_err(|e| format!("server.pem/server.key: {e}"))
 }
 
-/// Bind `host.listen` and serve in threads of their own. Errors are said, never fatal.
-pub fn start(tls: &Tls, host: HostInfo, shared: Arc<Shared>, sender: Sender) {
+/// Bind `host.listen` and serve in threads of their own. Errors are said, never fatal. With
+/// `device` (the uplink) and a listen address that is not loopback, the socket only takes
+/// connections that came in on that interface (SO_BINDTODEVICE): container veths cannot reach
+/// it whatever the firewall says.
+pub fn start(tls: &Tls, host: HostInfo, device: Option<&str>, shared: Arc<Shared>, sender: Sender) {
     let config = match tls_config(tls) {
         Ok(c) => Arc::new(c),
         Err(e) => {
@@ -142,7 +145,15 @@ pub fn start(tls: &Tls, host: HostInfo, shared: Arc<Shared>, sender: Sender) {
             return;
         }
     };
-    console::say(format_args!("api: listening on {} (TLS 1.3, client certificates required)", host.listen));
+    let mut on = String::new();
+    if let Some(dev) = device.filter(|_| !host.listen.ip().is_loopback()) {
+        if let Err(e) = crate::sys::bind_to_device(std::os::fd::AsFd::as_fd(&listener), dev) {
+            console::say(format_args!("api: bind to {dev}: {e}; not serving"));
+            return;
+        }
+        on = format!(" on {dev} only");
+    }
+    console::say(format_args!("api: listening on {}{on} (TLS 1.3, client certificates required)", host.listen));
     if let Err(e) = run(listener, config, host, shared, sender) {
         console::say(format_args!("api: start the server thread: {e}; not serving"));
     }
