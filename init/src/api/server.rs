@@ -858,7 +858,11 @@ fn metrics(ctx: &Ctx) -> String {
     let c = &ctx.shared.counters;
     m.family("keel_api_connections", "gauge", "API connections being served.");
     m.sample("keel_api_connections", "", c.connections.load(Ordering::Relaxed));
-    m.family("keel_api_connections_refused_total", "counter", "Connections closed at once: too many at a time.");
+    m.family(
+        "keel_api_connections_refused_total",
+        "counter",
+        "Connections closed at once: too many at a time, in the handshake, or from one address.",
+    );
     m.sample("keel_api_connections_refused_total", "", c.refused_busy.load(Ordering::Relaxed));
     m.family("keel_api_requests_total", "counter", "Requests read after a good handshake.");
     m.sample("keel_api_requests_total", "", c.requests.load(Ordering::Relaxed));
@@ -903,8 +907,8 @@ mod tests {
         (addr, link, shared)
     }
 
-    /// `METHOD PATH` with the test client certificate: the status and the body.
-    fn call(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    /// A TLS connection to `addr` with the test client certificate.
+    fn client(addr: SocketAddr) -> (rustls::ClientConnection, TcpStream) {
         let mut roots = RootCertStore::empty();
         for c in CertificateDer::pem_slice_iter(include_bytes!("testdata/ca.pem")) {
             roots.add(c.unwrap()).unwrap();
@@ -920,8 +924,13 @@ mod tests {
             .with_client_auth_cert(certs, key)
             .unwrap();
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-        let mut sock = TcpStream::connect(addr).unwrap();
+        let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        (conn, TcpStream::connect(addr).unwrap())
+    }
+
+    /// `METHOD PATH` with the test client certificate: the status and the body.
+    fn call(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+        let (mut conn, mut sock) = client(addr);
         sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let mut tls = rustls::Stream::new(&mut conn, &mut sock);
         write!(tls, "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n").unwrap();
@@ -1008,6 +1017,35 @@ mod tests {
         }
         assert_eq!(c.connections.load(Ordering::SeqCst), 0);
         assert_eq!(c.handshake_timeout.load(Ordering::Relaxed), 1);
+    }
+
+    /// An authenticated client that sends its request head a byte every half second is cut at
+    /// REQUEST_WITHIN after the accept.
+    #[test]
+    fn a_trickling_request_is_cut_at_its_deadline() {
+        let (addr, _link, shared) = serve_here();
+        let start = Instant::now();
+        let (mut conn, mut sock) = client(addr);
+        let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+        tls.write_all(b"GET /v1/host HTTP/1.1\r\nX-Slow: ").unwrap();
+        tls.flush().unwrap();
+        let limit = REQUEST_WITHIN + Duration::from_secs(10);
+        loop {
+            if tls.write_all(b"a").and_then(|()| tls.flush()).is_err() {
+                break;
+            }
+            tls.sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+            let mut buf = [0u8; 256];
+            match tls.read(&mut buf) {
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                _ => break, // closed (with or without close_notify), or an unexpected answer
+            }
+            assert!(start.elapsed() < limit, "still open after {:?}", start.elapsed());
+        }
+        let took = start.elapsed();
+        assert!(took >= REQUEST_WITHIN - Duration::from_millis(100), "cut too early: {took:?}");
+        assert!(took < REQUEST_WITHIN + Duration::from_millis(1500), "cut late: {took:?}");
+        assert_eq!(shared.counters.requests.load(Ordering::Relaxed), 0);
     }
 
     /// One source address gets at most MAX_HANDSHAKING_PER_PEER connections in the handshake:
