@@ -1127,6 +1127,77 @@ mod tests {
         (t, out_w, err_w)
     }
 
+    /// A supervisor with the container of [`tracked`] (started: its pid is `pid`), whose API link
+    /// it serves.
+    fn supervising(pid: libc::pid_t) -> (Supervisor<'static>, api::Sender) {
+        let (t, _out, _err) = tracked();
+        let host = Host {
+            images: Path::new("/nonexistent"),
+            cgroups: None,
+            scratch: Path::new("/nonexistent"),
+            volumes: None,
+        };
+        let (fd, _) = UnixStream::pair().unwrap();
+        let mut sup = Supervisor::new(
+            host,
+            fd.into(),
+            vec![],
+            OnExit::Poweroff,
+            Duration::from_secs(1),
+            std::slice::from_ref(&t.plan),
+            keel_plan::Logs::default(),
+        );
+        let (link, sender, _shared) = api::channel().unwrap();
+        sup = sup.with_api(Some(link));
+        let c = &mut sup.containers[0];
+        c.pending = false;
+        c.pid = Some(pid);
+        sup.life.started();
+        (sup, sender)
+    }
+
+    fn command(call: Call, deadline: Instant) -> (Command, std::sync::mpsc::Receiver<api::Answer>) {
+        let (reply, rx) = std::sync::mpsc::sync_channel(1);
+        let who = api::Identity { peer: "192.0.2.1".into(), subject: "CN=op".into(), sha256: "00".into() };
+        (Command { call, who, reply, deadline }, rx)
+    }
+
+    /// A pid no process has (above any `pid_max`): signals to it fail with ESRCH. The tests use
+    /// it instead of a child, since forking while other tests run would keep their socket ends
+    /// open in the child for a moment.
+    const NO_PID: libc::pid_t = libc::pid_t::MAX;
+
+    /// `keel stop` of the only container, under on-exit = poweroff: it stops, and the machine
+    /// stays up (it waits for `keel start`); started again and exiting on its own, it ends it.
+    #[test]
+    fn stopping_the_last_container_does_not_power_off() {
+        let (mut sup, _sender) = supervising(NO_PID);
+        let (cmd, answer) = command(Call::Stop("web".into()), Instant::now() + Duration::from_secs(10));
+        sup.command(&cmd, Instant::now());
+        assert_eq!(answer.try_recv().map(|a| a.status).ok(), Some(202));
+        assert!(sup.containers[0].term_at.is_some(), "no SIGTERM sent");
+        // Its process ends on the SIGTERM; the supervisor reaps it.
+        sup.exited(NO_PID, ExitStatus::from_wait_status(libc::SIGTERM));
+        assert_eq!(sup.containers[0].view().state, "stopped");
+        assert_eq!(sup.life.finished(), None, "keel stop powered the machine off");
+        // Once released (as a start does) and exited, on_exit applies again.
+        sup.containers[0].held = false;
+        sup.life.release();
+        assert_eq!(sup.life.finished(), Some(Action::Poweroff));
+    }
+
+    /// A call the supervisor takes after its deadline (its client got 504) is not carried out
+    /// and not answered.
+    #[test]
+    fn an_expired_call_is_dropped() {
+        let (mut sup, _sender) = supervising(NO_PID);
+        let (cmd, answer) = command(Call::Stop("web".into()), Instant::now());
+        sup.command(&cmd, Instant::now() + Duration::from_millis(1));
+        assert!(answer.try_recv().is_err(), "an expired call was answered");
+        let c = &sup.containers[0];
+        assert!(!c.held && c.term_at.is_none() && c.pid == Some(NO_PID), "an expired call was carried out");
+    }
+
     #[test]
     fn a_checks_output_is_drained_keeping_its_tail() {
         let (mut t, _out, _err) = tracked();
