@@ -362,6 +362,7 @@ pub fn write(
         logs: config.host.logs,
         net,
         containers: plan_containers,
+        api: config.api.as_ref().map(|a| keel_plan::Api { listen: a.listen }),
     };
     let plan_bytes = plan.to_bytes();
     let init = std::fs::read(&inputs.init).map_err(|e| anyhow::anyhow!("keel-init {}: {e}", inputs.init.display()))?;
@@ -386,6 +387,15 @@ pub fn write(
     for (path, bytes) in seccomp {
         parts.push((format!("seccomp-{}", path.rsplit('/').next().unwrap_or_default()), bytes.len() as u64));
         entries.push(Entry::file(path.trim_start_matches('/'), 0o644, bytes));
+    }
+    if let Some(api) = &config.api {
+        // The server key is readable only by root in the initramfs; keel-init reads it into
+        // memory before it leaves the initramfs (see docs/security.md).
+        entries.push(Entry::dir(keel_plan::API_TLS_DIR.trim_start_matches('/')));
+        for (name, bytes) in &api.files {
+            let path = format!("{}/{name}", keel_plan::API_TLS_DIR.trim_start_matches('/'));
+            entries.push(Entry::file(&path, if name.ends_with(".key") { 0o400 } else { 0o444 }, bytes.clone()));
+        }
     }
     let initrd = initramfs::build(&entries).map_err(anyhow::Error::from)?;
     step.done(format!("{} compressed", size(initrd.len() as u64)));

@@ -103,4 +103,114 @@ pub enum Command {
         #[arg(long, value_name = "HOST:GUEST[/udp]")]
         publish: Vec<String>,
     },
+    /// List a running host's containers (through its API).
+    Ps {
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Print a container's log (from its log files on keel-data).
+    Logs {
+        /// The container.
+        #[arg(value_parser = container_name)]
+        name: String,
+        /// Keep printing new lines as they come.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many of the last lines to print.
+        #[arg(long, default_value_t = 100)]
+        tail: usize,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Restart a container (SIGTERM, then started again at once).
+    Restart {
+        /// The container.
+        #[arg(value_parser = container_name)]
+        name: String,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Stop a container; it stays stopped until `keel start`.
+    Stop {
+        /// The container.
+        #[arg(value_parser = container_name)]
+        name: String,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Start a stopped container.
+    Start {
+        /// The container.
+        #[arg(value_parser = container_name)]
+        name: String,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Print the host's events: starts, exits, restarts, OOM kills, health verdicts, API calls.
+    Events {
+        /// Keep printing new events as they come.
+        #[arg(short, long)]
+        follow: bool,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Stop the containers in dependency order and reboot the host.
+    Reboot {
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Stop the containers in dependency order and power the host off.
+    Poweroff {
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Print the host's Prometheus metrics.
+    Metrics {
+        #[command(flatten)]
+        api: Api,
+    },
+}
+
+/// Where the API is and who this client is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Api {
+    /// The host's API: HOST:PORT (its [api] listen address, or a forwarded port).
+    #[arg(long, env = "KEEL_ENDPOINT", value_name = "HOST:PORT")]
+    pub endpoint: String,
+    /// Directory with ca.pem (the server's CA), client.pem and client.key.
+    #[arg(long, env = "KEEL_IDENTITY", value_name = "DIR")]
+    pub identity: PathBuf,
+    /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A container name as keel check accepts it: anything else (`/`, `?`, spaces, CR/LF) would
+/// change the request it is put into, so it is refused before anything is sent.
+fn container_name(s: &str) -> Result<String, String> {
+    if keel_plan::valid_container_name(s) {
+        Ok(s.to_string())
+    } else {
+        Err("not a valid container name (lower-case letters, digits, `-`, `_`, starting with a letter or digit; at most 63)".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_names_are_checked_before_sending() {
+        let api = ["--endpoint", "h:1", "--identity", "/id"];
+        let parse = |args: &[&str]| Cli::try_parse_from(args.iter().chain(&api));
+        for ok in [&["keel", "stop", "web"][..], &["keel", "logs", "-f", "db-1"], &["keel", "start", "a_b"]] {
+            assert!(parse(ok).is_ok(), "{ok:?}");
+        }
+        for bad in ["a/b", "web?x=1", "a b", "web\r\nX-Injected: 1", "Web", "a.b", ""] {
+            for cmd in ["logs", "restart", "stop", "start"] {
+                let e = parse(&["keel", cmd, bad]).unwrap_err();
+                assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{cmd} {bad:?}: {e}");
+            }
+        }
+    }
 }

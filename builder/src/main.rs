@@ -1,9 +1,11 @@
 //! keel: build a minimal container host image from one TOML file.
 
 mod cli;
+mod client;
 mod new;
 mod run;
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -58,6 +60,30 @@ fn main() -> ExitCode {
         },
         Command::Graph { config, output } => cmd_graph(&config, &output),
         Command::New { name, arch, kernel, stub } => new::run(&name, arch.as_deref(), kernel, stub),
+        Command::Ps { api } => api_call("ps", &api, "GET", "/v1/containers", Show::Ps),
+        Command::Logs { name, follow, tail, api } => {
+            let path = format!("/v1/containers/{name}/logs?tail={tail}{}", if follow { "&follow=1" } else { "" });
+            api_call("logs", &api, "GET", &path, Show::Raw)
+        }
+        Command::Restart { name, api } => {
+            api_call("restart", &api, "POST", &format!("/v1/containers/{name}/restart"), Show::Message)
+        }
+        Command::Stop { name, api } => {
+            api_call("stop", &api, "POST", &format!("/v1/containers/{name}/stop"), Show::Message)
+        }
+        Command::Start { name, api } => {
+            api_call("start", &api, "POST", &format!("/v1/containers/{name}/start"), Show::Message)
+        }
+        Command::Events { follow, api } => {
+            if follow {
+                api_call("events", &api, "GET", "/v1/events?follow=1", Show::EventLines)
+            } else {
+                api_call("events", &api, "GET", "/v1/events", Show::Events)
+            }
+        }
+        Command::Reboot { api } => api_call("reboot", &api, "POST", "/v1/host/reboot", Show::Message),
+        Command::Poweroff { api } => api_call("poweroff", &api, "POST", "/v1/host/poweroff", Show::Message),
+        Command::Metrics { api } => api_call("metrics", &api, "GET", "/metrics", Show::Raw),
         Command::Run { image, arch, accel, timeout, memory, persist, publish } => {
             if let Err(e) = run_flags(arch.as_deref(), accel.as_deref(), &timeout, memory.as_deref(), &publish) {
                 eprintln!("keel run: {e}");
@@ -73,6 +99,76 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// How an API answer is printed for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Show {
+    /// The body as it comes (logs, metrics).
+    Raw,
+    /// The containers as a table.
+    Ps,
+    /// The answer's message.
+    Message,
+    /// A JSON array of events, a line each.
+    Events,
+    /// Events as JSON lines, as they come, a line each.
+    EventLines,
+}
+
+/// Call the API and print its answer; exit 1 on any failure, saying what went wrong.
+fn api_call(command: &str, api: &cli::Api, method: &str, path: &str, show: Show) -> ExitCode {
+    let target = client::Target { endpoint: api.endpoint.clone(), identity: api.identity.clone() };
+    let streaming = show == Show::Raw || (show == Show::EventLines && !api.json);
+    let mut body = Vec::new();
+    let mut pending = Vec::new();
+    let result = client::call(&target, method, path, |status, chunk| {
+        if status >= 400 || !streaming {
+            body.extend_from_slice(chunk);
+            return Ok(());
+        }
+        let mut out = std::io::stdout().lock();
+        if show == Show::Raw {
+            std::io::Write::write_all(&mut out, chunk)?;
+        } else {
+            pending.extend_from_slice(chunk);
+            while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=i).collect();
+                let v: serde_json::Value = serde_json::from_slice(&line).unwrap_or_default();
+                writeln!(out, "{}", client::event_line(&v))?;
+            }
+        }
+        std::io::Write::flush(&mut out)
+    });
+    let status = match result {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("keel {command}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if status >= 400 {
+        eprintln!("keel {command}: {} (HTTP {status})", client::message(&body));
+        return ExitCode::FAILURE;
+    }
+    if streaming {
+        return ExitCode::SUCCESS;
+    }
+    if api.json {
+        print!("{}", String::from_utf8_lossy(&body));
+        return ExitCode::SUCCESS;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    match show {
+        Show::Ps => print!("{}", client::ps_table(&v)),
+        Show::Events => {
+            for e in v.as_array().into_iter().flatten() {
+                println!("{}", client::event_line(e));
+            }
+        }
+        _ => println!("{}", client::message(&body)),
+    }
+    ExitCode::SUCCESS
 }
 
 fn report(r: Result<(), BuildError>) -> ExitCode {

@@ -99,6 +99,9 @@ pub struct Lifecycle {
     running: usize,
     /// Containers that exited and wait for a restart.
     waiting: usize,
+    /// Containers stopped through the API: they wait for `keel start`, so the machine is not
+    /// done while any is held (`on_exit` does not apply).
+    held: usize,
     phase: Phase,
 }
 
@@ -106,7 +109,7 @@ impl Lifecycle {
     /// No container yet; `on_exit` decides what happens when all have exited; on a stop,
     /// containers get `grace` between SIGTERM and SIGKILL.
     pub fn new(on_exit: OnExit, grace: Duration) -> Lifecycle {
-        Lifecycle { on_exit, grace, running: 0, waiting: 0, phase: Phase::Supervising }
+        Lifecycle { on_exit, grace, running: 0, waiting: 0, held: 0, phase: Phase::Supervising }
     }
 
     /// How long containers get between SIGTERM and SIGKILL.
@@ -138,6 +141,17 @@ impl Lifecycle {
     /// [`Lifecycle::started`] if it did start).
     pub fn restart_due(&mut self) {
         self.waiting = self.waiting.saturating_sub(1);
+    }
+
+    /// A container was stopped through the API and stays stopped until started again: until
+    /// then `on_exit` does not apply.
+    pub fn hold(&mut self) {
+        self.held += 1;
+    }
+
+    /// A held container was started (or restarted) through the API.
+    pub fn release(&mut self) {
+        self.held = self.held.saturating_sub(1);
     }
 
     /// No container runs or waits for a restart, and the plan says to wait.
@@ -182,7 +196,9 @@ impl Lifecycle {
         match self.phase {
             Phase::GaveUp(action) => Some(action),
             Phase::Stopping(action) if self.running == 0 => Some(action),
-            Phase::Supervising if self.running == 0 && self.waiting == 0 => shutdown::after_all_exited(self.on_exit),
+            Phase::Supervising if self.running == 0 && self.waiting == 0 && self.held == 0 => {
+                shutdown::after_all_exited(self.on_exit)
+            }
             _ => None,
         }
     }
@@ -223,6 +239,31 @@ mod tests {
         l.exited();
         assert_eq!(l.finished(), None);
         assert!(l.idle());
+    }
+
+    #[test]
+    fn a_container_stopped_through_the_api_does_not_end_the_machine() {
+        // The only container is stopped with `keel stop`: no power-off, it waits for a start.
+        let mut l = with(OnExit::Poweroff, 1);
+        l.hold();
+        l.exited();
+        assert_eq!(l.finished(), None);
+        // Started again, then it exits on its own: now on_exit applies.
+        l.release();
+        l.started();
+        assert_eq!(l.finished(), None);
+        l.exited();
+        assert_eq!(l.finished(), Some(Action::Poweroff));
+
+        // Another container exiting while one is held does not end the machine either.
+        let mut l = with(OnExit::Reboot, 2);
+        l.hold();
+        l.exited();
+        l.exited();
+        assert_eq!(l.finished(), None);
+        // An explicit power-off still works.
+        assert!(!l.stop(Action::Poweroff));
+        assert_eq!(l.finished(), Some(Action::Poweroff));
     }
 
     #[test]

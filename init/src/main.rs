@@ -8,6 +8,7 @@
 //! `on_failure`. PID 1 never exits and never panics: a panic is caught and powers off.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
+mod api;
 mod carry;
 mod clock;
 mod console;
@@ -76,14 +77,14 @@ fn boot() -> Action {
     if let Err(e) = sys::ctrl_alt_del_to_sigint() {
         console::say(format_args!("route Ctrl-Alt-Del to SIGINT: {e}"));
     }
-    let plan = match read_plan(Path::new(PLAN_PATH)) {
+    let (plan, plan_sha256) = match read_plan(Path::new(PLAN_PATH)) {
         Ok(plan) => plan,
         Err(e) => {
             console::say(format_args!("fatal: {e:#}"));
             return Action::Poweroff;
         }
     };
-    match start(&plan, signals) {
+    match start(&plan, &plan_sha256, signals) {
         Ok(action) => action,
         Err(e) => {
             console::say(format_args!("fatal: {e:#}"));
@@ -92,16 +93,30 @@ fn boot() -> Action {
     }
 }
 
-fn read_plan(path: &Path) -> anyhow::Result<Plan> {
+/// The plan and the sha256 of its bytes (the API shows it as the image's digest).
+fn read_plan(path: &Path) -> anyhow::Result<(Plan, String)> {
+    use sha2::Digest;
     let bytes = std::fs::read(path).with_context(|| format!("read the plan {}", path.display()))?;
-    Plan::from_bytes(&bytes).with_context(|| format!("read the plan {}", path.display()))
+    let digest = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    Ok((Plan::from_bytes(&bytes).with_context(|| format!("read the plan {}", path.display()))?, digest))
 }
 
 /// The boot sequence proper; an error is fatal.
-fn start(plan: &Plan, signals: io::Result<OwnedFd>) -> anyhow::Result<Action> {
+fn start(plan: &Plan, plan_sha256: &str, signals: io::Result<OwnedFd>) -> anyhow::Result<Action> {
     let signals = signals.context("block signals")?;
     let modules = modules::open(&plan.modules)?;
     let filters = carry::read(Path::new(keel_plan::SECCOMP_DIR))?;
+    // The API's key stays in memory: it never reaches the root tmpfs.
+    let tls = match &plan.api {
+        Some(_) => match api::read_tls(Path::new(keel_plan::API_TLS_DIR)) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                console::say(format_args!("api: {e:#}; not serving"));
+                None
+            }
+        },
+        None => None,
+    };
     mounts::leave_initramfs(Path::new(mounts::NEW_ROOT))?;
     carry::write(&filters)?;
     mounts::mount_all(&mounts::BASE)?;
@@ -147,8 +162,36 @@ fn start(plan: &Plan, signals: io::Result<OwnedFd>) -> anyhow::Result<Action> {
     }
     let net = network::Network::boot(&plan.net, &plan.containers);
     let grace = Duration::from_millis(plan.shutdown_grace_ms);
-    let supervisor =
-        Supervisor::new(host, signals, buttons, plan.on_exit, grace, &plan.containers, plan.logs).with_network(net);
+    // With containers on networks, only the firewall's input chain keeps them off the API port:
+    // without it (nft failed), fail closed and leave the API off.
+    let networked = plan.containers.iter().any(|c| c.net.is_some());
+    let api_safe = !networked || network::firewall_loaded();
+    if plan.api.is_some() && !api_safe {
+        console::say("api: the firewall is not loaded, so containers could reach the API port; not serving");
+    }
+    let link = match (&plan.api, tls) {
+        (Some(a), Some(tls)) if api_safe => match api::channel() {
+            Ok((link, sender, shared)) => {
+                let info = api::server::HostInfo {
+                    hostname: plan.hostname.clone(),
+                    image: plan.name.clone(),
+                    arch: plan.arch.to_string(),
+                    plan_sha256: plan_sha256.to_string(),
+                    listen: a.listen,
+                };
+                api::server::start(&tls, info, net.uplink(), shared, sender);
+                Some(link)
+            }
+            Err(e) => {
+                console::say(format_args!("api: {e}; not serving"));
+                None
+            }
+        },
+        _ => None,
+    };
+    let supervisor = Supervisor::new(host, signals, buttons, plan.on_exit, grace, &plan.containers, plan.logs)
+        .with_network(net)
+        .with_api(link);
     Ok(supervisor.run())
 }
 
@@ -179,10 +222,10 @@ mod tests {
     fn an_unreadable_plan_is_explained() {
         let t = tempfile::tempdir().unwrap();
         let missing = t.path().join("plan");
-        let e = read_plan(&missing).unwrap_err();
+        let e = read_plan(&missing).map(drop).unwrap_err();
         assert!(format!("{e:#}").starts_with(&format!("read the plan {}: ", missing.display())), "{e:#}");
         std::fs::write(&missing, b"{\"version\": 99}").unwrap();
-        let e = read_plan(&missing).unwrap_err();
+        let e = read_plan(&missing).map(drop).unwrap_err();
         assert!(format!("{e:#}").contains("plan is not valid"), "{e:#}");
     }
 

@@ -38,6 +38,11 @@ struct Uplink {
 /// Set once the table is loaded: a container is given a veth only then (fail closed).
 static FIREWALL_LOADED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Whether the firewall's table (its input chain keeps containers off the host) is loaded.
+pub fn firewall_loaded() -> bool {
+    FIREWALL_LOADED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The DHCP client, its socket, and the lease it holds.
 #[derive(Debug)]
 struct Dhcp {
@@ -115,6 +120,11 @@ impl Network {
         }
         me.tick(false);
         me
+    }
+
+    /// The uplink's interface name, if there is one.
+    pub fn uplink(&self) -> Option<&str> {
+        self.uplink.as_ref().map(|u| u.name.as_str())
     }
 
     /// The DHCP socket, to poll for reading.

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use keel_plan::{HealthCheck, OnExit};
 use keel_runtime::{signal_name, Cgroup, ExitStatus, Host, Running, RuntimeError};
 
+use crate::api::{self, Call, Command, ContainerView, Snapshot};
 use crate::console;
 use crate::health::{Verdict, Watch};
 use crate::lifecycle::{self, Lifecycle, Send, StopView};
@@ -115,6 +116,16 @@ struct Tracked {
     kill_at: Option<Instant>,
     /// This run was stopped for failing its health checks (a failure, whatever its exit status).
     unhealthy: bool,
+    /// Times it was started again (by its policy or through the API).
+    restarts: u32,
+    /// Stopped through the API: not restarted until started through it.
+    held: bool,
+    /// Stopped through the API to be restarted at once.
+    api_restart: bool,
+    /// How its last run ended.
+    last_exit: Option<String>,
+    /// Wall-clock start of its current (or last) run, seconds since the epoch.
+    started_wall: Option<f64>,
 }
 
 impl Tracked {
@@ -140,6 +151,54 @@ impl Tracked {
             term_at: None,
             kill_at: None,
             unhealthy: false,
+            restarts: 0,
+            held: false,
+            api_restart: false,
+            last_exit: None,
+            started_wall: None,
+        }
+    }
+
+    /// How the API shows it.
+    fn view(&self) -> ContainerView {
+        let state = if self.pid.is_some() {
+            if self.term_at.is_some() {
+                "stopping"
+            } else {
+                "running"
+            }
+        } else if self.pending {
+            "waiting"
+        } else if self.restart_at.is_some() {
+            "restarting"
+        } else if self.held {
+            "stopped"
+        } else {
+            "exited"
+        };
+        let health = match (&self.plan.health, &self.health, self.pid) {
+            (None, _, _) | (_, _, None) => None,
+            (Some(_), Some(w), Some(_)) if w.healthy() => Some("healthy"),
+            (Some(_), _, Some(_)) if self.unhealthy => Some("unhealthy"),
+            (Some(_), _, Some(_)) => Some("starting"),
+        };
+        ContainerView {
+            name: self.name.clone(),
+            state,
+            pid: self.pid,
+            restarts: self.restarts,
+            last_exit: self.last_exit.clone(),
+            health,
+            started_at: self.started_wall,
+            addresses: self
+                .plan
+                .net
+                .iter()
+                .flat_map(|n| &n.addresses)
+                .map(|a| (a.network.clone(), a.address.to_string()))
+                .collect(),
+            host_if: self.plan.net.as_ref().map(|n| n.host_if.clone()),
+            memory_max: self.plan.limits.memory_max,
         }
     }
 
@@ -199,6 +258,10 @@ pub struct Supervisor<'a> {
     logs: Logs,
     /// The uplink's DHCP client.
     net: Network,
+    /// The API's channel, when `[api]` is on.
+    api: Option<api::Link>,
+    /// The audit log of mutating API calls (`audit/api.log` on keel-data).
+    audit: Logs,
 }
 
 impl<'a> Supervisor<'a> {
@@ -221,6 +284,7 @@ impl<'a> Supervisor<'a> {
             // The builder checked every name (and that there is no cycle).
             .map(|c| Tracked::new(c, c.depends_on.iter().filter_map(|d| index(d)).collect()))
             .collect();
+        let audit = Logs::new(Path::new(keel_plan::DATA_MOUNT).join(api::AUDIT_DIR), logs);
         let logs = Logs::new(Path::new(keel_plan::DATA_MOUNT).join(logs::DIR), logs);
         Supervisor {
             host,
@@ -231,7 +295,32 @@ impl<'a> Supervisor<'a> {
             said_idle: false,
             logs,
             net: Network::none(),
+            api: None,
+            audit,
         }
+    }
+
+    /// Serve API calls through `link`.
+    pub fn with_api(mut self, link: Option<api::Link>) -> Supervisor<'a> {
+        self.api = link;
+        self
+    }
+
+    /// Record an event for the API.
+    fn event(&mut self, kind: &'static str, container: Option<&str>, message: String) {
+        if let Some(a) = self.api.as_mut() {
+            a.event(kind, container, message);
+        }
+    }
+
+    /// Publish the state for the API (never waits).
+    fn publish(&mut self) {
+        let Some(a) = self.api.as_mut() else { return };
+        let snapshot = Snapshot {
+            containers: self.containers.iter().map(Tracked::view).collect(),
+            stopping: !self.life.may_restart(),
+        };
+        a.publish(Some(snapshot));
     }
 
     /// Drive the uplink's DHCP client from the poll loop too.
@@ -251,8 +340,10 @@ impl<'a> Supervisor<'a> {
                 if self.life.gave_up() {
                     console::say("containers still running after SIGKILL; shutting down anyway");
                 }
+                self.publish();
                 // Before keel-data is unmounted.
                 self.logs.close();
+                self.audit.close();
                 return action;
             }
             if self.life.idle() && !self.said_idle {
@@ -260,6 +351,7 @@ impl<'a> Supervisor<'a> {
                 console::say("every container has exited; waiting for a shutdown signal");
                 self.said_idle = true;
             }
+            self.publish();
             self.wait_and_handle();
             self.check_oom();
             self.health_tick(Instant::now());
@@ -277,6 +369,10 @@ impl<'a> Supervisor<'a> {
         }));
         let net_fd = self.net.fd().map(|fd| {
             fds.push(libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
+            fds.len() - 1
+        });
+        let api_fd = self.api.as_ref().map(|a| {
+            fds.push(libc::pollfd { fd: a.fd(), events: libc::POLLIN, revents: 0 });
             fds.len() - 1
         });
         let first_stream = fds.len();
@@ -316,6 +412,9 @@ impl<'a> Supervisor<'a> {
         if let Some(t) = self.net.wake(now) {
             wake(t);
         }
+        if self.api.as_ref().is_some_and(api::Link::behind) {
+            wake(Duration::from_millis(10));
+        }
         match sys::poll(&mut fds, timeout) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
@@ -333,6 +432,17 @@ impl<'a> Supervisor<'a> {
             }
         }
         self.net.tick(net_fd.and_then(|i| fds.get(i)).is_some_and(|p| p.revents != 0));
+        let api_ready = api_fd.and_then(|i| fds.get(i)).is_some_and(|p| p.revents != 0);
+        if api_ready || self.api.as_ref().is_some_and(api::Link::backlog) {
+            // At most api::PER_WAKEUP, and one audit sync for all of them.
+            let commands = self.api.as_mut().map(api::Link::commands).unwrap_or_default();
+            for cmd in &commands {
+                self.command(cmd, Instant::now());
+            }
+            if !commands.is_empty() {
+                self.audit.flush("api");
+            }
+        }
         let ready: Vec<usize> =
             (0..self.buttons.len()).filter(|&i| fds.get(1 + i).is_some_and(|p| p.revents != 0)).collect();
         if !ready.is_empty() {
@@ -424,15 +534,151 @@ impl<'a> Supervisor<'a> {
         }
         console::say(format_args!("container {} {status}", c.name));
         self.logs.note(&c.name, &format!("container {} {status}", c.name));
+        c.last_exit = Some(status.to_string());
         self.logs.flush(&c.name);
         timeline::mark(Event::ContainerExit(&c.name, status));
         self.life.exited();
         c.health = None;
         c.check_output = None;
         let failed = c.unhealthy && c.plan.restart != keel_plan::Restart::No;
-        if self.life.may_restart() && (failed || restart::wanted(c.plan.restart, status)) {
+        let name = c.name.clone();
+        if self.life.may_restart() && c.api_restart {
+            // Restarted through the API: at once, not after its backoff.
+            c.api_restart = false;
+            c.restart_at = Some(Instant::now());
+            self.life.restart_scheduled();
+        } else if self.life.may_restart() && !c.held && (failed || restart::wanted(c.plan.restart, status)) {
             schedule(c, Instant::now());
             self.life.restart_scheduled();
+        }
+        self.event("exit", Some(&name), format!("container {name} {status}"));
+    }
+
+    /// Carry out an API call, record it in the audit log and the events, and answer it; a call
+    /// past its deadline (its client was told 504) is recorded as expired and not carried out.
+    /// The caller syncs the audit log.
+    fn command(&mut self, cmd: &Command, now: Instant) {
+        let expired = now >= cmd.deadline;
+        let (status, message) = if expired {
+            (504, "expired before the supervisor took it; not carried out".to_string())
+        } else {
+            self.call(&cmd.call, now)
+        };
+        let what = cmd.call.describe();
+        // One JSON object: every value escaped, so none can forge another field.
+        let record = serde_json::json!({
+            "call": what,
+            "peer": cmd.who.peer,
+            "subject": cmd.who.subject,
+            "sha256": cmd.who.sha256,
+            "status": status,
+            "result": message,
+        });
+        self.audit.note("api", &record.to_string());
+        // Container names in calls are known ones (checked by the server thread); the subject
+        // comes from a verified certificate, control characters stripped: capped all the same.
+        let subject: String = cmd.who.subject.chars().take(80).collect();
+        console::say(format_args!("api: {what} by {subject}: {status} {message}"));
+        let container = match &cmd.call {
+            Call::Restart(n) | Call::Stop(n) | Call::Start(n) => Some(n.clone()),
+            _ => None,
+        };
+        self.event("api", container.as_deref(), format!("{what} by {subject}: {status} {message}"));
+        if !expired {
+            api::answer(cmd, status, message);
+        }
+    }
+
+    fn call(&mut self, call: &Call, now: Instant) -> (u16, String) {
+        let name = match call {
+            Call::Reboot | Call::Poweroff => {
+                let action = if *call == Call::Reboot { Action::Reboot } else { Action::Poweroff };
+                if self.life.stop(action) {
+                    console::say("api: stopping containers");
+                    self.begin_stop(now);
+                }
+                return (
+                    202,
+                    format!(
+                        "{}: stopping containers",
+                        if *call == Call::Reboot { "rebooting" } else { "powering off" }
+                    ),
+                );
+            }
+            Call::Restart(n) | Call::Stop(n) | Call::Start(n) => n,
+        };
+        if !self.life.may_restart() {
+            return (409, "the machine is shutting down".into());
+        }
+        let Some(c) = self.containers.iter_mut().find(|c| c.name == *name) else {
+            return (404, format!("no such container: {name}"));
+        };
+        if c.pending {
+            return (409, format!("container {name} waits for its dependencies"));
+        }
+        let running = c.pid.is_some();
+        match call {
+            Call::Stop(_) => {
+                if !c.held {
+                    // Stays stopped until started through the API; not "exited" for on_exit.
+                    c.held = true;
+                    self.life.hold();
+                }
+                if c.restart_at.take().is_some() {
+                    self.life.restart_due();
+                }
+                if !running {
+                    return (200, format!("container {name} is not running"));
+                }
+                if c.term_at.is_none() {
+                    c.term_at = Some(now);
+                    c.api_restart = false;
+                    if let Some(pid) = c.pid {
+                        let _ = sys::kill(pid, libc::SIGTERM);
+                    }
+                }
+                (202, format!("stopping container {name}"))
+            }
+            Call::Restart(_) if running => {
+                if std::mem::take(&mut c.held) {
+                    self.life.release();
+                }
+                c.api_restart = true;
+                if c.term_at.is_none() {
+                    c.term_at = Some(now);
+                    if let Some(pid) = c.pid {
+                        let _ = sys::kill(pid, libc::SIGTERM);
+                    }
+                }
+                (202, format!("restarting container {name}"))
+            }
+            Call::Start(_) if running => (409, format!("container {name} is already running")),
+            _ => {
+                // Not running: start it now (a restart counts as one).
+                if std::mem::take(&mut c.held) {
+                    self.life.release();
+                }
+                if c.restart_at.take().is_some() {
+                    self.life.restart_due();
+                }
+                let what = if matches!(call, Call::Restart(_)) { "restart" } else { "start" };
+                c.started = now;
+                let started = launch(c, &self.host, &mut self.life, what);
+                let name = c.name.clone();
+                self.launched(&name, what, &started);
+                match started {
+                    Ok(()) => (200, format!("container {name} {what}ed")),
+                    Err(e) => (500, format!("container {name} failed to {what}: {e}")),
+                }
+            }
+        }
+    }
+
+    /// Record a launch's outcome as an event.
+    fn launched(&mut self, name: &str, what: &'static str, outcome: &Result<(), String>) {
+        match outcome {
+            Ok(()) => self.event(what, Some(name), format!("container {name} {what}ed")),
+            Err(e) => self.event("failed", Some(name), format!("container {name} failed to {what}: {e}")),
         }
     }
 
@@ -440,6 +686,7 @@ impl<'a> Supervisor<'a> {
     /// machine is stopping.
     fn restart_due(&mut self, now: Instant) {
         let may = self.life.may_restart();
+        let mut done = Vec::new();
         for c in self.containers.iter_mut() {
             match c.restart_at {
                 Some(at) if !may || at <= now => c.restart_at = None,
@@ -449,17 +696,26 @@ impl<'a> Supervisor<'a> {
                 continue; // Lifecycle dropped its count when the stop began.
             }
             self.life.restart_due();
-            launch(c, &self.host, &mut self.life, "restart");
+            let outcome = launch(c, &self.host, &mut self.life, "restart");
+            done.push((c.name.clone(), outcome));
+        }
+        for (name, outcome) in done {
+            self.launched(&name, "restart", &outcome);
         }
     }
 
     /// Report OOM kills in running containers (those of exited ones are read at exit).
     fn check_oom(&mut self) {
+        let mut seen = Vec::new();
         for c in self.containers.iter_mut().filter(|c| c.pid.is_some()) {
             if let Some(m) = c.oom.check(&c.name) {
                 console::say(&m);
                 self.logs.note(&c.name, &m);
+                seen.push((c.name.clone(), m));
             }
+        }
+        for (name, m) in seen {
+            self.event("oom", Some(&name), m);
         }
     }
 
@@ -497,7 +753,9 @@ impl<'a> Supervisor<'a> {
             let Some(c) = self.containers.get_mut(i) else { continue };
             c.pending = false;
             c.started = now;
-            launch(c, &self.host, &mut self.life, "start");
+            let outcome = launch(c, &self.host, &mut self.life, "start");
+            let name = c.name.clone();
+            self.launched(&name, "start", &outcome);
             launched = true;
         }
         launched
@@ -590,6 +848,7 @@ impl<'a> Supervisor<'a> {
     /// Start the health checks that are due; kill those past their timeout.
     fn health_tick(&mut self, now: Instant) {
         let stopping = self.life.stopping();
+        let mut verdicts = Vec::new();
         for c in self.containers.iter_mut() {
             // Keep the pipe from filling: a check blocked on a full pipe would only time out.
             drain_check(c);
@@ -621,7 +880,9 @@ impl<'a> Supervisor<'a> {
                 Err(e @ (RuntimeError::Start { .. } | RuntimeError::StartTimeout(_))) => {
                     let why = format!("could not run: {}", console::chain(&e));
                     let verdict = watch.finished(false, now);
-                    report_check(c, verdict, &why, now, &mut self.logs);
+                    if let Some(m) = report_check(c, verdict, &why, now, &mut self.logs) {
+                        verdicts.push((c.name.clone(), m));
+                    }
                 }
                 // Anything else says nothing of the container's health (it may be exiting: its
                 // pid namespace is going away): try again at the next interval.
@@ -634,6 +895,9 @@ impl<'a> Supervisor<'a> {
                     ));
                 }
             }
+        }
+        for (name, m) in verdicts {
+            self.event("health", Some(&name), m);
         }
     }
 
@@ -667,7 +931,10 @@ impl<'a> Supervisor<'a> {
             }
         };
         let verdict = watch.finished(passed, now);
-        report_check(c, verdict, &why, now, &mut self.logs);
+        if let Some(m) = report_check(c, verdict, &why, now, &mut self.logs) {
+            let name = c.name.clone();
+            self.event("health", Some(&name), m);
+        }
     }
 }
 
@@ -677,7 +944,7 @@ fn ready(c: &Tracked) -> bool {
 }
 
 /// Start (or restart: `what`) container `c`.
-fn launch(c: &mut Tracked, host: &Host, life: &mut Lifecycle, what: &str) {
+fn launch(c: &mut Tracked, host: &Host, life: &mut Lifecycle, what: &str) -> Result<(), String> {
     let now = Instant::now();
     let (net, id_base) = (c.plan.net.as_ref(), c.plan.id_base);
     let started = keel_runtime::spawn_with(&c.plan, host, &|pid| Network::prepare(net, pid, id_base));
@@ -696,24 +963,32 @@ fn launch(c: &mut Tracked, host: &Host, life: &mut Lifecycle, what: &str) {
             c.term_at = None;
             c.kill_at = None;
             c.unhealthy = false;
+            if what == "restart" {
+                c.restarts += 1;
+            }
+            c.started_wall =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs_f64());
             life.started();
+            Ok(())
         }
         Err(e) => {
-            console::say(format_args!("container {} failed to {what}: {}", c.name, console::chain(&e)));
+            let why = console::chain(&e);
+            console::say(format_args!("container {} failed to {what}: {why}", c.name));
             // Like a run that failed at once: try again later, if its policy says so.
             if c.plan.restart != keel_plan::Restart::No {
                 c.started = now;
                 schedule(c, now);
                 life.restart_scheduled();
             }
+            Err(why)
         }
     }
 }
 
 /// Say what a health check's verdict means; stop the container if it is unhealthy.
-fn report_check(c: &mut Tracked, verdict: Verdict, why: &str, now: Instant, logs: &mut Logs) {
+fn report_check(c: &mut Tracked, verdict: Verdict, why: &str, now: Instant, logs: &mut Logs) -> Option<String> {
     let message = match verdict {
-        Verdict::Quiet => return,
+        Verdict::Quiet => return None,
         Verdict::Healthy => format!("container {} is healthy", c.name),
         Verdict::Failed { failures, retries } => {
             format!("container {} failed its health check ({failures} of {retries}): {why}", c.name)
@@ -733,6 +1008,7 @@ fn report_check(c: &mut Tracked, verdict: Verdict, why: &str, now: Instant, logs
             }
         }
     }
+    Some(message)
 }
 
 /// Read what the health check in flight wrote so far (non-blocking), keeping the last
@@ -849,6 +1125,77 @@ mod tests {
         t.streams = [Some(Stream::new(out_r.into()).unwrap()), Some(Stream::new(err_r.into()).unwrap())];
         t.pending = false;
         (t, out_w, err_w)
+    }
+
+    /// A supervisor with the container of [`tracked`] (started: its pid is `pid`), whose API link
+    /// it serves.
+    fn supervising(pid: libc::pid_t) -> (Supervisor<'static>, api::Sender) {
+        let (t, _out, _err) = tracked();
+        let host = Host {
+            images: Path::new("/nonexistent"),
+            cgroups: None,
+            scratch: Path::new("/nonexistent"),
+            volumes: None,
+        };
+        let (fd, _) = UnixStream::pair().unwrap();
+        let mut sup = Supervisor::new(
+            host,
+            fd.into(),
+            vec![],
+            OnExit::Poweroff,
+            Duration::from_secs(1),
+            std::slice::from_ref(&t.plan),
+            keel_plan::Logs::default(),
+        );
+        let (link, sender, _shared) = api::channel().unwrap();
+        sup = sup.with_api(Some(link));
+        let c = &mut sup.containers[0];
+        c.pending = false;
+        c.pid = Some(pid);
+        sup.life.started();
+        (sup, sender)
+    }
+
+    fn command(call: Call, deadline: Instant) -> (Command, std::sync::mpsc::Receiver<api::Answer>) {
+        let (reply, rx) = std::sync::mpsc::sync_channel(1);
+        let who = api::Identity { peer: "192.0.2.1".into(), subject: "CN=op".into(), sha256: "00".into() };
+        (Command { call, who, reply, deadline }, rx)
+    }
+
+    /// A pid no process has (above any `pid_max`): signals to it fail with ESRCH. The tests use
+    /// it instead of a child, since forking while other tests run would keep their socket ends
+    /// open in the child for a moment.
+    const NO_PID: libc::pid_t = libc::pid_t::MAX;
+
+    /// `keel stop` of the only container, under on-exit = poweroff: it stops, and the machine
+    /// stays up (it waits for `keel start`); started again and exiting on its own, it ends it.
+    #[test]
+    fn stopping_the_last_container_does_not_power_off() {
+        let (mut sup, _sender) = supervising(NO_PID);
+        let (cmd, answer) = command(Call::Stop("web".into()), Instant::now() + Duration::from_secs(10));
+        sup.command(&cmd, Instant::now());
+        assert_eq!(answer.try_recv().map(|a| a.status).ok(), Some(202));
+        assert!(sup.containers[0].term_at.is_some(), "no SIGTERM sent");
+        // Its process ends on the SIGTERM; the supervisor reaps it.
+        sup.exited(NO_PID, ExitStatus::from_wait_status(libc::SIGTERM));
+        assert_eq!(sup.containers[0].view().state, "stopped");
+        assert_eq!(sup.life.finished(), None, "keel stop powered the machine off");
+        // Once released (as a start does) and exited, on_exit applies again.
+        sup.containers[0].held = false;
+        sup.life.release();
+        assert_eq!(sup.life.finished(), Some(Action::Poweroff));
+    }
+
+    /// A call the supervisor takes after its deadline (its client got 504) is not carried out
+    /// and not answered.
+    #[test]
+    fn an_expired_call_is_dropped() {
+        let (mut sup, _sender) = supervising(NO_PID);
+        let (cmd, answer) = command(Call::Stop("web".into()), Instant::now());
+        sup.command(&cmd, Instant::now() + Duration::from_millis(1));
+        assert!(answer.try_recv().is_err(), "an expired call was answered");
+        let c = &sup.containers[0];
+        assert!(!c.held && c.term_at.is_none() && c.pid == Some(NO_PID), "an expired call was carried out");
     }
 
     #[test]

@@ -91,6 +91,20 @@ pub fn read_signals(fd: BorrowedFd<'_>) -> io::Result<Vec<c_int>> {
     }
 }
 
+/// Bind socket `fd` to network interface `dev` (SO_BINDTODEVICE): it then only sees packets
+/// that came in on that interface.
+pub fn bind_to_device(fd: BorrowedFd<'_>, dev: &str) -> io::Result<()> {
+    let name = CString::new(dev).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let bytes = name.as_bytes_with_nul();
+    let len = libc::socklen_t::try_from(bytes.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: the kernel reads `len` bytes from `bytes`, a NUL-terminated name that outlives the
+    // call; `fd` is a socket borrowed for the call.
+    check(unsafe {
+        libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_BINDTODEVICE, bytes.as_ptr().cast(), len)
+    })?;
+    Ok(())
+}
+
 /// poll(2) on `fds`, for at most `timeout` (forever if `None`). Returns how many are ready.
 pub fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<usize> {
     let ms = timeout.map_or(-1, |t| c_int::try_from(t.as_millis().saturating_add(1)).unwrap_or(c_int::MAX));
@@ -323,4 +337,22 @@ pub fn random_ready() -> bool {
     // SAFETY: getrandom writes at most one byte into `b`; GRND_NONBLOCK makes it fail with
     // EAGAIN instead of blocking while the pool is not initialised.
     unsafe { libc::getrandom(b.as_mut_ptr().cast(), 1, libc::GRND_NONBLOCK) == 1 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_bound_to_a_device() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        match bind_to_device(l.as_fd(), "lo") {
+            // Needs CAP_NET_RAW: nothing more to see without it.
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => return,
+            r => r.unwrap(),
+        }
+        std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        assert!(bind_to_device(l.as_fd(), "no-such-if0").is_err());
+        assert!(bind_to_device(l.as_fd(), "a\0b").is_err());
+    }
 }

@@ -59,7 +59,26 @@ pub fn line(at: Duration, event: &Event<'_>) -> String {
 
 /// Print `event`, stamped now.
 pub fn mark(event: Event<'_>) {
-    console::write(line(sys::boottime(), &event).as_bytes());
+    let at = sys::boottime();
+    console::write(line(at, &event).as_bytes());
+    // Kept for the API's /v1/host; never waited for (a reader may hold the lock).
+    if let Ok(mut r) = RECORDED.try_lock() {
+        if r.len() < RECORD_MAX {
+            r.push((at, event.to_string()));
+        }
+    }
+}
+
+/// The first marks kept for the API.
+const RECORD_MAX: usize = 64;
+static RECORDED: std::sync::Mutex<Vec<(Duration, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// The first [`RECORD_MAX`] marks, with their times since boot.
+pub fn recorded() -> Vec<(Duration, String)> {
+    match RECORDED.lock() {
+        Ok(r) => r.clone(),
+        Err(p) => p.into_inner().clone(),
+    }
 }
 
 #[cfg(test)]

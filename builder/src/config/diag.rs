@@ -109,7 +109,14 @@ impl<'a> Locator<'a> {
 
     /// The table whose body holds `offset`: `host`, `container[1]`, or empty at top level.
     fn table_at(&self, offset: usize) -> String {
-        let before = self.source.get(..offset).unwrap_or("");
+        // A span at a header (`[api]` missing a key) belongs to the table that header opens.
+        let rest = self.source.get(offset..).unwrap_or("");
+        let upto = if rest.trim_start_matches([' ', '\t']).starts_with('[') {
+            offset + rest.find('\n').unwrap_or(rest.len())
+        } else {
+            offset
+        };
+        let before = self.source.get(..upto).unwrap_or("");
         let headers: Vec<&str> = before.lines().map(str::trim).filter(|l| l.starts_with('[')).collect();
         let Some(last) = headers.last() else { return String::new() };
         // A span on the header line itself belongs to the table it opens.

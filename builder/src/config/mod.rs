@@ -3,6 +3,7 @@
 //! Every problem becomes a [`Diagnostic`] naming `file:line:column` and the key. Validation
 //! reports all problems it finds, not just the first.
 
+pub mod api;
 mod diag;
 pub mod isolation;
 pub mod logs;
@@ -62,6 +63,8 @@ pub struct Config {
     pub networks: Vec<network::NetworkConfig>,
     /// `[[link]]`, in file order.
     pub links: Vec<network::LinkConfig>,
+    /// `[api]`, with its TLS files read.
+    pub api: Option<api::ApiConfig>,
 }
 
 /// The pinned input files for one arch, read and verified.
@@ -419,6 +422,7 @@ impl Validator<'_> {
         self.volume_names(&volumes, &containers);
         let links = self.links(raw.links);
         self.network_refs(&host.network, &networks, &containers, &links);
+        let api = raw.api.and_then(|a| self.api(a, &host.network, &containers));
         Config {
             path: PathBuf::new(),
             source: String::new(),
@@ -431,6 +435,7 @@ impl Validator<'_> {
             volumes,
             networks,
             links,
+            api,
         }
     }
 
@@ -554,7 +559,7 @@ impl Validator<'_> {
         let isolation = self.isolation(index, &c);
         let name = c.name.get_ref().clone();
         // No `.`: the name is also a cgroup directory next to interface files such as `cgroup.procs`.
-        if !valid_name(&name) || name.contains('.') {
+        if !keel_plan::valid_container_name(&name) {
             self.err(
                 &c.name.span(),
                 key("name"),

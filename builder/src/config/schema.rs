@@ -27,6 +27,17 @@ pub struct RawConfig {
     pub networks: Vec<Spanned<RawNetwork>>,
     #[serde(default, rename = "link")]
     pub links: Vec<Spanned<RawLink>>,
+    #[serde(default)]
+    pub api: Option<Spanned<RawApi>>,
+}
+
+/// `[api]`: the mTLS HTTPS API in keel-init.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawApi {
+    #[serde(default)]
+    pub listen: Option<Spanned<String>>,
+    pub tls: Spanned<String>,
 }
 
 /// `[host.network]`: the machine's uplink.

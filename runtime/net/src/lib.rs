@@ -9,6 +9,7 @@
 //! - `dhcp`: a DHCPv4 codec and client state machine (pure: the caller owns the socket and clock).
 //! - [`sys`]: the system calls: netlink sockets with bounded waits, entering another network
 //!   namespace, the DHCP client's socket.
+//! - [`http`]: a bounded HTTP/1.1 head parser for the API in keel-init and its client.
 //! - [`error`]: the one error type, [`NetError`].
 //!
 //! All unsafe code is in `sys`.
@@ -18,6 +19,7 @@
 pub mod container;
 pub mod dhcp;
 pub mod error;
+pub mod http;
 pub mod link;
 pub mod netlink;
 pub mod nft;

@@ -29,6 +29,23 @@ pub const ID_RANGE: u32 = 65_536;
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup/keel";
 /// Directory in the initramfs holding compiled seccomp filters ([`seccomp`] format).
 pub const SECCOMP_DIR: &str = "/etc/keel/seccomp";
+/// Directory in the initramfs holding the API's TLS material ([`API_FILES`]); keel-init reads it
+/// into memory before it leaves the initramfs, so it never reaches the root tmpfs.
+pub const API_TLS_DIR: &str = "/etc/keel/api";
+/// The files of `[api] tls`: the CA that client certificates must chain to, the server's
+/// certificate chain and its private key (PEM).
+pub const API_FILES: [&str; 3] = ["ca.pem", "server.pem", "server.key"];
+
+/// Is `s` a valid container name: lower-case letters, digits, `-`, `_`, starting with a letter
+/// or digit, at most 63 bytes (no `.`: the name is also a cgroup directory next to interface
+/// files such as `cgroup.procs`, and a log file name). `keel check` enforces it on the config;
+/// the API and its client refuse any other name before acting on it.
+pub fn valid_container_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.len() <= 63
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
 
 pub mod caps;
 pub mod crc32;
@@ -178,6 +195,18 @@ pub struct Plan {
     pub net: net::Net,
     /// Containers, in start order.
     pub containers: Vec<Container>,
+    /// The mTLS HTTPS API, when `[api]` is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<Api>,
+}
+
+/// `[api]`: keel-init serves its HTTPS API (TLS 1.3, client certificates required) here; the
+/// TLS files are at [`API_TLS_DIR`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// IPv4 address and TCP port to listen on, e.g. `0.0.0.0:9443`.
+    pub listen: std::net::SocketAddrV4,
 }
 
 /// A kernel module to load with `finit_module`.
@@ -412,6 +441,7 @@ mod tests {
             shutdown_grace_ms: 10_000,
             volumes: vec![Volume { name: "db".into(), uid: 999, gid: 999 }],
             logs: Logs::default(),
+            api: None,
             containers: vec![Container {
                 name: "hello".into(),
                 rootfs: "abc".into(),
@@ -475,5 +505,17 @@ mod tests {
             assert_eq!(Arch::parse(a.debian()), Some(a));
         }
         assert_eq!(Arch::parse("riscv64"), None);
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    #[test]
+    fn container_names() {
+        use super::valid_container_name as ok;
+        assert!(ok("web") && ok("a") && ok("9-x_y") && ok(&"a".repeat(63)));
+        for bad in ["", "Web", "-a", "_a", "a.b", "a/b", "a b", "a\"b", "a?x=1", "..", &"a".repeat(64)] {
+            assert!(!ok(bad), "{bad}");
+        }
     }
 }
