@@ -50,7 +50,7 @@ fn config(identity: &Path) -> Result<ClientConfig, ClientError> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| err(format!("client.pem: {e}")))?;
     let key = PrivateKeyDer::from_pem_slice(&key).map_err(|e| err(format!("client.key: {e}")))?;
-    ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    ClientConfig::builder_with_provider(keel_net::tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| err(format!("TLS 1.3: {e}")))?
         .with_root_certificates(roots)

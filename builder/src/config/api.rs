@@ -119,7 +119,14 @@ impl Validator<'_> {
             }
         }
         if problems.is_empty() {
-            return Some(out);
+            // What keel-init will do with them at boot, so a key that is not the certificate's,
+            // or an RSA one, is found here and not on the console.
+            if let [(_, ca), (_, cert), (_, key)] = out.as_slice() {
+                match keel_net::tls::server_config(ca, cert, key) {
+                    Ok(_) => return Some(out),
+                    Err(e) => problems.push(format!("{}: {e}", path.display())),
+                }
+            }
         }
         // One diagnostic for the directory, naming every file that is missing or wrong.
         self.err(span, "api.tls", problems.join("; "));

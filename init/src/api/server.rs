@@ -25,10 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use keel_net::http::{self, HttpError, Request};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig, ServerConnection};
+use rustls::{ServerConfig, ServerConnection};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -103,27 +100,9 @@ pub struct HostInfo {
     pub listen: SocketAddrV4,
 }
 
-/// The TLS configuration: TLS 1.3 only, client certificates required, chained to `ca.pem`.
+/// The TLS configuration: [`keel_net::tls::server_config`].
 pub fn tls_config(tls: &Tls) -> Result<ServerConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(&tls.ca) {
-        let c = c.map_err(|e| format!("ca.pem: {e}"))?;
-        roots.add(c).map_err(|e| format!("ca.pem: {e}"))?;
-    }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-        .build()
-        .map_err(|e| format!("ca.pem: {e}"))?;
-    let certs = CertificateDer::pem_slice_iter(&tls.cert)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("server.pem: {e}"))?;
-    let key = PrivateKeyDer::from_pem_slice(&tls.key).map_err(|e| format!("server.key: {e}"))?;
-    ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| format!("TLS 1.3: {e}"))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("server.pem/server.key: {e}"))
+    keel_net::tls::server_config(&tls.ca, &tls.cert, &tls.key)
 }
 
 /// Bind `host.listen` and serve in threads of their own. Errors are said, never fatal. With
@@ -883,6 +862,9 @@ fn metrics(ctx: &Ctx) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use rustls::RootCertStore;
 
     /// A server on 127.0.0.1 (test certificates from `testdata/`), in this process: its address,
     /// the supervisor's end and the shared state.
@@ -917,7 +899,7 @@ mod tests {
             .collect::<Result<Vec<_>, _>>()
             .unwrap();
         let key = PrivateKeyDer::from_pem_slice(include_bytes!("testdata/client.key")).unwrap();
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        let config = rustls::ClientConfig::builder_with_provider(keel_net::tls::provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .unwrap()
             .with_root_certificates(roots)

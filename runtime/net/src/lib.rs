@@ -10,6 +10,8 @@
 //! - [`sys`]: the system calls: netlink sockets with bounded waits, entering another network
 //!   namespace, the DHCP client's socket.
 //! - [`http`]: a bounded HTTP/1.1 head parser for the API in keel-init and its client.
+//! - [`tls`]: the API's TLS policy (TLS 1.3, mutual, elliptic-curve keys only), for the
+//!   server, `keel check` and the client.
 //! - [`error`]: the one error type, [`NetError`].
 //!
 //! All unsafe code is in `sys`.
@@ -24,6 +26,7 @@ pub mod link;
 pub mod netlink;
 pub mod nft;
 pub mod sys;
+pub mod tls;
 
 pub use error::{NetError, Result};
 pub use link::{Link, Route, Rtnl};
