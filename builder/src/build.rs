@@ -374,7 +374,8 @@ pub fn write(
         Entry::dir("etc"),
         Entry::dir("etc/keel"),
         Entry::file(PLAN_PATH.trim_start_matches('/'), 0o644, plan_bytes),
-        Entry::file("init", 0o755, init),
+        // Execute-only: see docs/security.md (/init from inside a container).
+        Entry::file("init", 0o711, init),
         Entry::dir("lib"),
         Entry::dir("lib/modules"),
     ];

@@ -17,8 +17,17 @@ use crate::process::cstring;
 use crate::rootfs::{c_path, tmpfs};
 
 /// Files hidden behind the host's `/dev/null` (a bind mount: reads give nothing, writes vanish).
-pub const MASKED_FILES: [&str; 6] =
-    ["proc/kcore", "proc/keys", "proc/latency_stats", "proc/timer_list", "proc/timer_stats", "proc/sched_debug"];
+/// `/proc/interrupts` joined moby's list in 2023: its per-CPU counts leak what the host's other
+/// tenants are doing.
+pub const MASKED_FILES: [&str; 7] = [
+    "proc/interrupts",
+    "proc/kcore",
+    "proc/keys",
+    "proc/latency_stats",
+    "proc/timer_list",
+    "proc/timer_stats",
+    "proc/sched_debug",
+];
 
 /// Directories hidden under an empty read-only tmpfs.
 pub const MASKED_DIRS: [&str; 5] =
@@ -33,7 +42,24 @@ const SYS_FLAGS: c_ulong = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
 /// `/proc`, `/sys` (and `/sys/fs/cgroup` if `cgroup`) under `root`, with the masks; device
 /// nodes for the masks come from `host_dev`. Masks of paths the running kernel lacks are left out.
 pub(crate) fn steps(root: &Path, host_dev: &Path, cgroup: bool) -> Result<Vec<Step>, RuntimeError> {
-    steps_for(root, host_dev, cgroup, &on_this_kernel)
+    steps_for(root, host_dev, cgroup, &on_this_kernel, thermal_throttle_dirs())
+}
+
+/// `sys/devices/system/cpu/cpuN/thermal_throttle` of every CPU that has one (Intel's thermal
+/// interrupt counters, masked by moby since 2023), found once per process.
+fn thermal_throttle_dirs() -> &'static [String] {
+    static DIRS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    DIRS.get_or_init(|| {
+        let Ok(cpus) = std::fs::read_dir("/sys/devices/system/cpu") else { return Vec::new() };
+        let mut dirs: Vec<String> = cpus
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.strip_prefix("cpu").is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())))
+            .map(|n| format!("sys/devices/system/cpu/{n}/thermal_throttle"))
+            .filter(|rel| Path::new("/").join(rel).is_dir())
+            .collect();
+        dirs.sort();
+        dirs
+    })
 }
 
 /// [`steps`], with `present` saying which mask targets exist.
@@ -42,6 +68,7 @@ fn steps_for(
     host_dev: &Path,
     cgroup: bool,
     present: &dyn Fn(&str) -> bool,
+    per_cpu: &[String],
 ) -> Result<Vec<Step>, RuntimeError> {
     let under = |rel: &str| c_path(&root.join(rel));
     let mut steps = vec![mount("proc", under("proc")?, PROC_FLAGS)?];
@@ -90,7 +117,7 @@ fn steps_for(
         );
     }
     steps.push(mount("sysfs", under("sys")?, SYS_FLAGS)?);
-    for dir in sys_masked {
+    for dir in sys_masked.copied().chain(per_cpu.iter().map(String::as_str)) {
         steps.push(mask_dir(dir, under(dir)?)?);
     }
     if cgroup {
@@ -137,7 +164,14 @@ mod tests {
 
     fn record(cgroup: bool, fail_on: Option<(String, i32)>) -> (Vec<String>, Option<String>) {
         let plan = ChildPlan {
-            steps: steps_for(Path::new("/r"), Path::new("/dev"), cgroup, &|_| true).unwrap(),
+            steps: steps_for(
+                Path::new("/r"),
+                Path::new("/dev"),
+                cgroup,
+                &|_| true,
+                &["sys/devices/system/cpu/cpu0/thermal_throttle".to_string()],
+            )
+            .unwrap(),
             exec: Exec::for_tests(&[], "exec"),
         };
         let mut r = Recorder { fail_on, ..Default::default() };
@@ -154,6 +188,7 @@ mod tests {
             calls,
             [
                 "mount proc /r/proc proc 0xe -",
+                "mount /dev/null /r/proc/interrupts - 0x1000 -",
                 "mount /dev/null /r/proc/kcore - 0x1000 -",
                 "mount /dev/null /r/proc/keys - 0x1000 -",
                 "mount /dev/null /r/proc/latency_stats - 0x1000 -",
@@ -176,6 +211,7 @@ mod tests {
                 "mount sysfs /r/sys sysfs 0xf -",
                 "mount tmpfs /r/sys/firmware tmpfs 0xf mode=555",
                 "mount tmpfs /r/sys/devices/virtual/powercap tmpfs 0xf mode=555",
+                "mount tmpfs /r/sys/devices/system/cpu/cpu0/thermal_throttle tmpfs 0xf mode=555",
                 "mount cgroup2 /r/sys/fs/cgroup cgroup2 0xf -",
             ]
         );
@@ -200,8 +236,8 @@ mod tests {
 
     #[test]
     fn masks_of_paths_the_kernel_lacks_are_left_out() {
-        let all = steps_for(Path::new("/r"), Path::new("/dev"), false, &|_| true).unwrap();
-        let some = steps_for(Path::new("/r"), Path::new("/dev"), false, &|p| p != "proc/timer_stats").unwrap();
+        let all = steps_for(Path::new("/r"), Path::new("/dev"), false, &|_| true, &[]).unwrap();
+        let some = steps_for(Path::new("/r"), Path::new("/dev"), false, &|p| p != "proc/timer_stats", &[]).unwrap();
         assert_eq!(some.len() + 1, all.len());
         assert!(!some.iter().any(|s| s.what.contains("timer_stats")));
         assert!(some.iter().any(|s| s.what == "mask /proc/kcore"));

@@ -255,12 +255,7 @@ impl Syscalls for Real {
             Ok(_) => Ok(()),
             // Kernels before 5.11: mark them one by one.
             Err(Errno(libc::ENOSYS | libc::EINVAL)) => {
-                // SAFETY: sysconf takes an integer.
-                let max = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) }.clamp(1024, 65536);
-                for fd in first..max as c_uint {
-                    // SAFETY: fcntl on an integer descriptor; EBADF for closed ones is ignored.
-                    unsafe { libc::fcntl(fd as c_int, libc::F_SETFD, libc::FD_CLOEXEC) };
-                }
+                cloexec_one_by_one(first);
                 Ok(())
             }
             Err(e) => Err(e),
@@ -670,5 +665,57 @@ pub(crate) fn send_fds(sock: &OwnedFd, fds: &[OwnedFd]) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::from_raw_os_error(libc::EPROTO))
+    }
+}
+
+/// Mark every descriptor from `first` close-on-exec, one `fcntl` each, up to the hard
+/// RLIMIT_NOFILE: a descriptor opened while the soft limit was higher stays open when it is
+/// lowered, so the soft limit (`sysconf(_SC_OPEN_MAX)`) is not an upper bound; the hard one is
+/// (it only ever goes down for an unprivileged process, and never below an open descriptor for
+/// one that did not open it above). Async-signal-safe: two system calls and a loop.
+pub(crate) fn cloexec_one_by_one(first: c_uint) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into `lim`, which lives on this stack.
+    let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        // The kernel's own ceiling (fs.nr_open) is at most 2^30.
+        lim.rlim_max.min(1 << 30) as c_uint
+    } else {
+        1 << 20
+    };
+    for fd in first..max {
+        // SAFETY: fcntl on an integer descriptor; EBADF for closed ones is ignored.
+        unsafe { libc::fcntl(fd as c_int, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A descriptor above the soft limit (opened before it was lowered) is still marked.
+    #[test]
+    fn cloexec_fallback_reaches_past_the_soft_limit() {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes into `lim`.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        assert!(lim.rlim_max > 2100, "this test needs a hard RLIMIT_NOFILE above 2100, not {}", lim.rlim_max);
+        let (r, _w) = pipe().unwrap();
+        let high = 2050;
+        // SAFETY: dup2 onto an unused number; the descriptor is closed below.
+        assert_eq!(unsafe { libc::dup2(r.as_raw_fd(), high) }, high);
+        // SAFETY: fcntl on the descriptor just made.
+        unsafe { libc::fcntl(high, libc::F_SETFD, 0) };
+        let lowered = libc::rlimit { rlim_cur: 1024, rlim_max: lim.rlim_max };
+        // SAFETY: setrlimit reads `lowered`; the soft limit is put back below.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lowered) }, 0);
+        cloexec_one_by_one(1000);
+        // SAFETY: as above; reads the flags of `high`.
+        let flags = unsafe { libc::fcntl(high, libc::F_GETFD) };
+        // SAFETY: restores the limits read above and closes `high`.
+        unsafe {
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            libc::close(high);
+        }
+        assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC, "fd {high} above the soft limit was missed");
     }
 }

@@ -91,6 +91,22 @@ impl Volumes {
                     return Err(RuntimeError::MountPoint { path: p });
                 }
             }
+            // One mount on or inside another would be hidden by it, or, attached first, could
+            // be what the outer mount point resolves through: the builder refuses these, and a
+            // plan that was not made by it is refused here too.
+            if let Some(outer) =
+                list.iter().find(|v: &&Volume| target.starts_with(&v.target) || v.target.starts_with(&target))
+            {
+                return Err(invalid(
+                    m,
+                    format!(
+                        "target /{} overlaps volume {}'s target /{}",
+                        target.display(),
+                        outer.name,
+                        outer.target.display()
+                    ),
+                ));
+            }
             list.push(Volume { name: m.volume.clone(), source, target, read_only: m.read_only });
         }
         let names = list.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ");
@@ -235,6 +251,24 @@ mod tests {
         assert!(err(mount("db", "/", false)).contains("bad target"));
         let e = Volumes::prepare(&root, None, &[mount("db", "/srv/data", false)]).unwrap_err();
         assert!(e.to_string().contains("no volume directory"), "{e}");
+        fs::create_dir_all(vols.join("logs")).unwrap();
+        let nested = |a: &str, b: &str| {
+            let e = Volumes::prepare(&root, Some(&vols), &[mount("db", a, false), mount("logs", b, false)]);
+            e.unwrap_err().to_string()
+        };
+        for (a, b) in [("/srv", "/srv/data"), ("/srv/data", "/srv"), ("/srv/data", "/srv/data")] {
+            assert!(nested(a, b).contains("overlaps volume db's target"), "{a} {b}: {}", nested(a, b));
+        }
+        fs::create_dir_all(root.join("srv/database")).unwrap();
+        assert!(
+            Volumes::prepare(
+                &root,
+                Some(&vols),
+                &[mount("db", "/srv/data", false), mount("logs", "/srv/database", false)]
+            )
+            .is_ok(),
+            "siblings sharing a prefix"
+        );
         let many: Vec<VolumeMount> = (0..=sys::MAX_FDS).map(|_| mount("db", "/srv/data", false)).collect();
         assert!(Volumes::prepare(&root, Some(&vols), &many).unwrap_err().to_string().contains("at most"));
     }
