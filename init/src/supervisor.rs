@@ -43,6 +43,11 @@ const EXEC_WITHIN: Duration = Duration::from_secs(5);
 /// the others or the signals.
 const CHUNKS_PER_WAKEUP: usize = 16;
 const CHUNK: usize = 4096;
+/// Chunks read from each pipe of a container after it exited: 1 MiB, the largest pipe an
+/// unprivileged process may ask for (`/proc/sys/fs/pipe-max-size`).
+const DRAIN_CHUNKS: usize = 256;
+/// Time given to each pipe of a container after it exited.
+const DRAIN_WITHIN: Duration = Duration::from_millis(200);
 
 /// Where container output goes: the console and the log files in init, a recorder in tests.
 trait Sink {
@@ -203,19 +208,20 @@ impl Tracked {
     }
 
     /// Copy output from stream `index` to `sink`: at most `limit` chunks, or until the pipe is
-    /// empty. Closes the stream at EOF, flushing its last unfinished line.
-    fn pump(&mut self, index: usize, limit: usize, sink: &mut dyn Sink) {
+    /// empty. Closes the stream at EOF, flushing its last unfinished line. True when it stopped
+    /// at `limit` (there may be more), false when the pipe was empty, ended or failed.
+    fn pump(&mut self, index: usize, limit: usize, sink: &mut dyn Sink) -> bool {
         let Tracked { name, streams, spoke, .. } = self;
-        let Some(slot) = streams.get_mut(index) else { return };
+        let Some(slot) = streams.get_mut(index) else { return false };
         let kind = logs::Stream::of_pipe(index);
         let mut buf = [0u8; CHUNK];
         for _ in 0..limit {
-            let Some(stream) = slot.as_mut() else { return };
+            let Some(stream) = slot.as_mut() else { return false };
             match stream.file.read(&mut buf) {
                 Ok(0) => {
                     stream.lines.finish(|l| sink.line(name, kind, l));
                     *slot = None;
-                    return;
+                    return false;
                 }
                 Ok(n) => {
                     if !*spoke {
@@ -225,23 +231,41 @@ impl Tracked {
                     let data = buf.get(..n).unwrap_or_default();
                     stream.lines.push(data, |l| sink.line(name, kind, l));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     console::say(format_args!("read the output of container {name}: {e}"));
                     *slot = None;
-                    return;
+                    return false;
                 }
             }
         }
+        true
     }
 
-    /// After its first process ended: copy what is left in the pipes (its pid namespace is gone,
-    /// so the writers are too and the pipes end).
-    fn drain(&mut self, sink: &mut dyn Sink) {
+    /// After its first process ended: copy what is left in the pipes, at most [`DRAIN_CHUNKS`]
+    /// chunks and [`DRAIN_WITHIN`] per stream, never waiting for more. Its pid namespace is
+    /// gone, so its own writers are too, and a pipe ends within what it holds. A pipe that is
+    /// empty but not ended, or still full at the bound, is held by a process outside the
+    /// container (its end passed over a socket on a shared volume): it is closed here, its
+    /// last line flushed. Returns whether any was.
+    fn drain(&mut self, sink: &mut dyn Sink) -> bool {
+        let mut cut = false;
         for index in 0..self.streams.len() {
-            self.pump(index, usize::MAX, sink);
+            let deadline = Instant::now() + DRAIN_WITHIN;
+            for _ in 0..DRAIN_CHUNKS {
+                if Instant::now() >= deadline || !self.pump(index, 1, sink) {
+                    break;
+                }
+            }
+            let Tracked { name, streams, .. } = self;
+            if let Some(mut stream) = streams.get_mut(index).and_then(Option::take) {
+                let kind = logs::Stream::of_pipe(index);
+                stream.lines.finish(|l| sink.line(name, kind, l));
+                cut = true;
+            }
         }
+        cut
     }
 }
 
@@ -526,7 +550,11 @@ impl<'a> Supervisor<'a> {
         let Some(c) = self.containers.iter_mut().find(|c| c.pid == Some(pid)) else {
             return; // an orphan, now reaped
         };
-        c.drain(&mut ConsoleSink { logs: &mut self.logs });
+        if c.drain(&mut ConsoleSink { logs: &mut self.logs }) {
+            let m = format!("container {}: its output is still held open by another process; closed", c.name);
+            console::say(&m);
+            self.logs.note(&c.name, &m);
+        }
         c.pid = None;
         if let Some(m) = c.oom.check(&c.name) {
             console::say(&m);
@@ -1232,6 +1260,51 @@ mod tests {
         assert_eq!(sink.streams, [logs::Stream::Out, logs::Stream::Err, logs::Stream::Out]);
         assert_eq!(sink.first, ["web"], "first output is marked once");
         assert!(t.streams.iter().all(Option::is_none), "streams at EOF are closed");
+    }
+
+    /// Finding 1 of the hardening review: a pipe whose write end lives on in another process
+    /// (passed over a socket) and keeps being written must not hold PID 1 after the container
+    /// is reaped.
+    #[test]
+    fn a_pipe_held_open_elsewhere_is_cut_after_its_drain_budget() {
+        let (mut t, mut out, _err) = tracked();
+        out.write_all(b"first\n").unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut out = out;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = out.write_all(b"still here\n");
+                }
+            })
+        };
+        // A sink as slow as a console: the writer always refills the pipe before it is empty.
+        struct Slow(Recorder);
+        impl Sink for Slow {
+            fn line(&mut self, name: &str, stream: logs::Stream, line: &[u8]) {
+                std::thread::sleep(Duration::from_micros(100));
+                self.0.line(name, stream, line);
+            }
+            fn first_output(&mut self, name: &str) {
+                self.0.first_output(name);
+            }
+        }
+        let mut slow = Slow(Recorder::default());
+        let started = Instant::now();
+        let cut = t.drain(&mut slow);
+        let sink = slow.0;
+        let took = started.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(t);
+        writer.join().unwrap();
+        assert!(cut, "the held pipe was not reported");
+        assert!(took < DRAIN_WITHIN * 3, "drain took {took:?}");
+        assert!(
+            !sink.lines.is_empty() && sink.lines.len() <= DRAIN_CHUNKS * CHUNK / 11 + 1,
+            "{} lines",
+            sink.lines.len()
+        );
     }
 
     #[test]
