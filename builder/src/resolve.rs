@@ -60,6 +60,14 @@ pub fn containers(config: &Config, arch: Arch) -> Result<Vec<Resolved>, ConfigEr
         }
         let env = merge_env(&d.env, c);
         let cwd = c.workdir.clone().or_else(|| d.workdir.clone()).unwrap_or_else(|| "/".into());
+        if let Some(why) = keel_plan::workdir_problem(&cwd).filter(|_| c.workdir.is_none()) {
+            errors.push(loc.at(
+                &c.span,
+                c.key("image"),
+                format!("the image `{}` has the working directory `{cwd}`: {why} (set `workdir`)", c.image),
+            ));
+            continue;
+        }
         let user = c.user.as_ref().map(|(u, _)| u.clone()).or_else(|| d.user.clone());
         if let Some((u, span)) = &c.user {
             if let Err(e) = parse_user(u) {

@@ -1,4 +1,7 @@
-//! Container output on the console: each line as `<name>| <line>`.
+//! Container output on the console: each line as `<name>| <line>`, with its control characters
+//! escaped, so that what a container prints can neither move the cursor, rewrite a line
+//! (`\r`), nor start a line of its own: every console line that does not begin with `NAME| `
+//! is keel-init's or the kernel's.
 
 /// Longer lines are broken up (so a container that never writes a newline cannot grow init).
 pub const MAX_LINE: usize = 4096;
@@ -45,14 +48,36 @@ impl Lines {
     }
 }
 
-/// The console line for `line` of container `name`: `name| line\n`.
+/// The console line for `line` of container `name`: `name| line\n`, escaped by [`escape`].
 pub fn prefixed(name: &str, line: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(name.len() + line.len() + 3);
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"| ");
-    out.extend_from_slice(line);
+    escape(line, &mut out);
     out.push(b'\n');
     out
+}
+
+/// Append `line` to `out` with every control character but tab escaped: C0 and DEL as
+/// `\xNN`, C1 (U+0080–U+009F, which some terminals take as CSI and the like) as `\u{NN}`, and
+/// each byte that is not UTF-8 as `\xNN`. Everything else, backslashes included, is kept.
+pub fn escape(line: &[u8], out: &mut Vec<u8>) {
+    use std::io::Write;
+    for chunk in line.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\t' || !c.is_control() {
+                let mut b = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+            } else if (c as u32) < 0x80 {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            } else {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -89,5 +114,17 @@ mod tests {
     fn prefixes_with_the_name() {
         assert_eq!(prefixed("hello", b"Hello from keel!"), b"hello| Hello from keel!\n");
         assert_eq!(prefixed("web", b""), b"web| \n");
+    }
+
+    /// Finding 7 of the hardening review: a container cannot forge or hide console lines.
+    #[test]
+    fn control_characters_are_escaped() {
+        let line = |b: &[u8]| String::from_utf8(prefixed("web", b)).unwrap();
+        assert_eq!(line(b"\x1b[2J\x1b[Hkeel: all fine"), "web| \\x1b[2J\\x1b[Hkeel: all fine\n");
+        assert_eq!(line(b"ok\rkeel: reboot: Power down"), "web| ok\\x0dkeel: reboot: Power down\n");
+        assert_eq!(line("a\u{9b}31m".as_bytes()), "web| a\\u{9b}31m\n");
+        assert_eq!(line(b"\xff\x9b bytes"), "web| \\xff\\x9b bytes\n");
+        assert_eq!(line(b"\x7f\x00"), "web| \\x7f\\x00\n");
+        assert_eq!(line("tab\there, caf\u{e9}, C:\\path".as_bytes()), "web| tab\there, caf\u{e9}, C:\\path\n");
     }
 }

@@ -32,6 +32,16 @@ impl Action {
     }
 }
 
+impl Action {
+    /// keel-init's last console line before reboot(2).
+    pub fn final_line(self) -> &'static str {
+        match self {
+            Action::Poweroff => keel_plan::FINAL_POWER_OFF,
+            Action::Reboot => keel_plan::FINAL_REBOOT,
+        }
+    }
+}
+
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -67,6 +77,8 @@ pub fn run(action: Action) {
     disks::unmount();
     sys::sync();
     timeline::mark(Event::ShutdownEnd);
+    // No process but PID 1 is left: nothing can print after this line but the kernel.
+    console::write(format!("{}\n", action.final_line()).as_bytes());
     console::drain();
     let err = sys::reboot(action.command());
     console::say(format_args!("{action} failed: {err}"));

@@ -953,7 +953,8 @@ impl<'a> Supervisor<'a> {
                     .lines()
                     .rev()
                     .find(|l| !l.trim().is_empty())
-                    .map(|l| format!(": {}", l.chars().take(200).collect::<String>()))
+                    // Quoted and escaped: the container's text stays visibly inside keel's line.
+                    .map(|l| format!(": output {:?}", l.chars().take(200).collect::<String>()))
                     .unwrap_or_default();
                 format!("{status}{last}")
             }

@@ -60,4 +60,4 @@ pub use console::Line;
 pub use error::{Error, Result, TAIL_LINES};
 pub use firmware::Firmware;
 pub use net::{GuestForward, Publish, UserNet};
-pub use vm::{run_to_exit, RunOutcome, Vm, POWER_DOWN_LINE};
+pub use vm::{powered_off_cleanly, run_to_exit, RunOutcome, Vm, POWER_DOWN_LINE};

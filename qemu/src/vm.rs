@@ -325,8 +325,25 @@ pub fn run_to_exit(cfg: &VmConfig, timeout: Duration) -> Result<RunOutcome> {
     let status = vm.wait_exit(timeout)?;
     let wall = vm.started.elapsed();
     let lines = vm.lines();
-    let clean_poweroff = status.success() && lines.iter().any(|l| l.text.contains(POWER_DOWN_LINE));
+    let clean_poweroff = status.success() && powered_off_cleanly(&lines);
     Ok(RunOutcome { status, clean_poweroff, console: vm.console(), lines, stderr: vm.stderr(), wall })
+}
+
+/// keel-init's last line (`keel_plan::FINAL_POWER_OFF`, written once every other process is
+/// dead), then the kernel's [`POWER_DOWN_LINE`] as a line of its own (after its optional
+/// `[ seconds]` stamp), and no line of keel-init's after it. A container's lines all begin
+/// `NAME| ` with their control characters escaped, so none of them counts.
+pub fn powered_off_cleanly(lines: &[Line]) -> bool {
+    let Some(last) = lines.iter().rposition(|l| l.text.starts_with("keel: ")) else { return false };
+    let kernel_says = |l: &Line| {
+        let t = l.text.trim_end();
+        let t = match t.strip_prefix('[') {
+            Some(rest) => rest.split_once("] ").map_or(t, |(_, after)| after),
+            None => t,
+        };
+        t == POWER_DOWN_LINE
+    };
+    lines[last].text.trim_end() == keel_plan::FINAL_POWER_OFF && lines[last..].iter().any(kernel_says)
 }
 
 /// A private temporary directory, short enough for a unix socket path (108 bytes) inside it.
@@ -378,5 +395,34 @@ fn vars_file_name(arch: Arch) -> &'static str {
     match arch {
         Arch::X86_64 => "OVMF_VARS.fd",
         Arch::Aarch64 => "AAVMF_VARS.fd",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &[&str]) -> Vec<Line> {
+        text.iter().map(|t| Line { text: t.to_string(), at: Duration::ZERO }).collect()
+    }
+
+    /// Finding 7 of the hardening review: only keel-init's final line, then the kernel's, make
+    /// a clean power-off; a container printing the kernel's words does not.
+    #[test]
+    fn a_clean_power_off_is_keels_final_line_then_the_kernels() {
+        let fin = keel_plan::FINAL_POWER_OFF;
+        assert!(powered_off_cleanly(&lines(&[
+            "keel: timeline shutdown-end",
+            fin,
+            "[    3.141592] reboot: Power down"
+        ])));
+        assert!(powered_off_cleanly(&lines(&[fin, "reboot: Power down"])));
+        // A container's imitation, and keel-init still talking after its "final" line.
+        assert!(!powered_off_cleanly(&lines(&["web| reboot: Power down"])));
+        assert!(!powered_off_cleanly(&lines(&["web| keel: powering off now", "web| reboot: Power down"])));
+        assert!(!powered_off_cleanly(&lines(&[fin, "web| reboot: Power down"])));
+        assert!(!powered_off_cleanly(&lines(&[fin, "reboot: Power down", "keel: fatal: something"])));
+        assert!(!powered_off_cleanly(&lines(&["reboot: Power down"])), "the kernel alone (keel-init died)");
+        assert!(!powered_off_cleanly(&lines(&[fin])), "no power-down from the kernel");
     }
 }

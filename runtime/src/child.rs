@@ -54,6 +54,9 @@ pub(crate) enum Op {
     PivotRoot { new_root: CString, put_old: CString },
     /// chdir(2).
     Chdir(CString),
+    /// Fail unless the working directory is reachable from the root (`getcwd` gives an
+    /// absolute path).
+    CheckCwd,
     /// mkdir(2).
     Mkdir { path: CString, mode: u32 },
     /// Create an empty regular file (a bind-mount target).
@@ -160,6 +163,8 @@ pub(crate) trait Syscalls {
     fn umount2(&mut self, target: &CStr, flags: c_int) -> Result<(), Errno>;
     fn pivot_root(&mut self, new_root: &CStr, put_old: &CStr) -> Result<(), Errno>;
     fn chdir(&mut self, path: &CStr) -> Result<(), Errno>;
+    /// `getcwd`; ENOENT when the directory is not reachable from the root.
+    fn check_cwd(&mut self) -> Result<(), Errno>;
     fn mkdir(&mut self, path: &CStr, mode: u32) -> Result<(), Errno>;
     fn create_file(&mut self, path: &CStr, mode: u32) -> Result<(), Errno>;
     fn symlink(&mut self, target: &CStr, link: &CStr) -> Result<(), Errno>;
@@ -216,6 +221,7 @@ fn apply(op: &Op, sys: &mut dyn Syscalls) -> Result<(), Errno> {
         Op::Umount { target, flags } => sys.umount2(target, *flags),
         Op::PivotRoot { new_root, put_old } => sys.pivot_root(new_root, put_old),
         Op::Chdir(path) => sys.chdir(path),
+        Op::CheckCwd => sys.check_cwd(),
         Op::Mkdir { path, mode } => sys.mkdir(path, *mode),
         Op::CreateFile { path, mode } => sys.create_file(path, *mode),
         Op::Symlink { target, link } => sys.symlink(target, link),
@@ -323,6 +329,9 @@ pub(crate) mod fake {
         }
         fn chdir(&mut self, path: &CStr) -> Result<(), Errno> {
             self.record(format!("chdir {}", s(path)))
+        }
+        fn check_cwd(&mut self) -> Result<(), Errno> {
+            self.record("getcwd".to_string())
         }
         fn mkdir(&mut self, path: &CStr, mode: u32) -> Result<(), Errno> {
             self.record(format!("mkdir {} {mode:o}", s(path)))

@@ -132,6 +132,14 @@ pub enum RuntimeError {
     /// `args` is empty or `args[0]` is.
     #[error("no command to run")]
     NoCommand,
+    /// The working directory is one a container may not have.
+    #[error("working directory `{cwd}`: {why}")]
+    Workdir {
+        /// The working directory asked for.
+        cwd: String,
+        /// Why not.
+        why: &'static str,
+    },
     /// A string passed to the kernel contains a NUL byte.
     #[error("{what} contains a NUL byte")]
     Nul {

@@ -90,7 +90,7 @@ pub fn exec_in(
             Op::SetNs { fd: fd.as_raw_fd(), nstype: *flag },
         ));
     }
-    steps.push(process::cwd_step(&container.cwd)?);
+    steps.extend(process::cwd_steps(&container.cwd)?);
     steps.extend(caps::bounding_steps(keep));
     steps.extend(process::identity_steps(container.uid, container.gid));
     steps.push(caps::capset_step(keep, container.uid));

@@ -280,7 +280,7 @@ fn child_plan(container: &Container, setup: Setup, exec: process::Exec) -> Resul
     steps.extend(kernfs::steps(&new_root, host_dev, setup.cgroup)?);
     steps.extend(devfs::steps(&new_root, host_dev)?);
     steps.extend(rootfs::pivot_steps(&new_root)?);
-    steps.push(process::cwd_step(&container.cwd)?);
+    steps.extend(process::cwd_steps(&container.cwd)?);
     steps.extend(caps::bounding_steps(setup.keep));
     steps.extend(process::identity_steps(container.uid, container.gid));
     steps.push(caps::capset_step(setup.keep, container.uid));
@@ -424,6 +424,7 @@ mod tests {
                 "umount2 . 0x2",
                 "chdir /",
                 "chdir /srv",
+                "getcwd",
                 "bounding keep 0x400",
                 "ambient clear",
                 "setgroups []",

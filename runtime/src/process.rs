@@ -117,9 +117,18 @@ pub(crate) fn prelude() -> Vec<Step> {
     vec![Step::new("reset signals", Op::ResetSignals), Step::new("setsid", Op::NewSession)]
 }
 
-/// The working directory, once inside the new root.
-pub(crate) fn cwd_step(cwd: &str) -> Result<Step, RuntimeError> {
-    Ok(Step::new(format!("chdir to the working directory {cwd}"), Op::Chdir(cstring(cwd, "the working directory")?)))
+/// The working directory, once inside the new root ([`keel_plan::workdir_problem`] refused
+/// first), then checked to be inside it: `getcwd` must give an absolute path, not one the
+/// kernel marks unreachable (CVE-2024-21626: a directory reached through a descriptor from
+/// outside the root).
+pub(crate) fn cwd_steps(cwd: &str) -> Result<Vec<Step>, RuntimeError> {
+    if let Some(why) = keel_plan::workdir_problem(cwd) {
+        return Err(RuntimeError::Workdir { cwd: cwd.to_string(), why });
+    }
+    Ok(vec![
+        Step::new(format!("chdir to the working directory {cwd}"), Op::Chdir(cstring(cwd, "the working directory")?)),
+        Step::new("check the working directory is inside the root", Op::CheckCwd),
+    ])
 }
 
 /// The identity the container runs as (ids inside its user namespace), with no extra groups.

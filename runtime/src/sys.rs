@@ -154,6 +154,18 @@ impl Syscalls for Real {
         check(unsafe { libc::chdir(path.as_ptr()) }).map(drop)
     }
 
+    fn check_cwd(&mut self) -> Result<(), Errno> {
+        let mut buf = [0u8; 4096];
+        // SAFETY: the raw system call writes at most `buf.len()` bytes into `buf`, on this
+        // stack. (The raw call, not libc's: it returns "(unreachable)…" instead of failing on
+        // older kernels, which is exactly what is checked.)
+        let n = check(unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) })?;
+        match buf.first() {
+            Some(b'/') if n > 0 => Ok(()),
+            _ => Err(Errno(libc::ENOENT)),
+        }
+    }
+
     fn mkdir(&mut self, path: &CStr, mode: u32) -> Result<(), Errno> {
         // SAFETY: `path` is a NUL-terminated string that outlives the call.
         check(unsafe { libc::mkdir(path.as_ptr(), mode as libc::mode_t) }).map(drop)
@@ -691,6 +703,33 @@ pub(crate) fn cloexec_one_by_one(first: c_uint) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A working directory reached through a descriptor from outside the root (the
+    /// CVE-2024-21626 pattern) is caught; one inside it passes. Needs root (chroot).
+    #[test]
+    fn a_working_directory_outside_the_root_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: fork in a test; the child makes only system calls and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            // SAFETY: plain system calls on valid strings and descriptors, in the child only.
+            unsafe {
+                let outside = libc::open(c"/".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+                if outside < 0 || libc::chroot(root.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+                    libc::_exit(10);
+                }
+                let inside = Real.check_cwd().is_ok();
+                libc::fchdir(outside);
+                let escaped = Real.check_cwd().is_err();
+                libc::_exit(if inside && escaped { 0 } else { 1 + i32::from(inside) });
+            }
+        }
+        let status = waitpid(pid).unwrap();
+        assert!(libc::WIFEXITED(status), "child: {status:#x}");
+        assert_eq!(libc::WEXITSTATUS(status), 0, "1: the escape was not caught; 10: setup failed (not root?)");
+    }
 
     /// A descriptor above the soft limit (opened before it was lowered) is still marked.
     #[test]

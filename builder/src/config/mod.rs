@@ -587,8 +587,8 @@ impl Validator<'_> {
             (u.into_inner(), s)
         });
         let workdir = c.workdir.map(|w| {
-            if !w.get_ref().starts_with('/') {
-                self.err(&w.span(), key("workdir"), "workdir must be an absolute path");
+            if let Some(why) = keel_plan::workdir_problem(w.get_ref()) {
+                self.err(&w.span(), key("workdir"), why);
             }
             w.into_inner()
         });

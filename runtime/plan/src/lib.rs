@@ -36,6 +36,13 @@ pub const API_TLS_DIR: &str = "/etc/keel/api";
 /// certificate chain and its private key (PEM).
 pub const API_FILES: [&str; 3] = ["ca.pem", "server.pem", "server.key"];
 
+/// keel-init's last console line before it asks the kernel to power off, printed once every
+/// other process is dead: `keel run` takes a power-off as clean only after this line, which no
+/// container can print (their lines all begin `NAME| `).
+pub const FINAL_POWER_OFF: &str = "keel: powering off now";
+/// The same, before a reboot.
+pub const FINAL_REBOOT: &str = "keel: rebooting now";
+
 /// Is `s` a valid container name: lower-case letters, digits, `-`, `_`, starting with a letter
 /// or digit, at most 63 bytes (no `.`: the name is also a cgroup directory next to interface
 /// files such as `cgroup.procs`, and a log file name). `keel check` enforces it on the config;
@@ -45,6 +52,25 @@ pub fn valid_container_name(s: &str) -> bool {
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
         && s.len() <= 63
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// Why `cwd` cannot be a container's working directory, if it cannot: it must be absolute,
+/// without `.` or `..` components, and not /proc or under it (CVE-2024-21626 pattern: a working
+/// directory of `/proc/self/fd/N` resolves through a descriptor the runtime still holds, to a
+/// directory outside the container's root). `keel check` applies it to the config's and the
+/// image's working directory; keel-runtime again before it starts a process.
+pub fn workdir_problem(cwd: &str) -> Option<&'static str> {
+    if !cwd.starts_with('/') {
+        return Some("a working directory must be an absolute path");
+    }
+    let mut parts = cwd.split('/').filter(|p| !p.is_empty());
+    if cwd.split('/').any(|p| p == "." || p == "..") {
+        return Some("a working directory may not have `.` or `..` components");
+    }
+    if parts.next() == Some("proc") {
+        return Some("a working directory may not be /proc or under it");
+    }
+    None
 }
 
 pub mod caps;
@@ -427,6 +453,18 @@ impl std::error::Error for PlanError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn working_directories_outside_the_root_are_refused() {
+        for ok in ["/", "/srv/app", "/processes", "/srv/proc", "//srv"] {
+            assert_eq!(workdir_problem(ok), None, "{ok}");
+        }
+        for bad in
+            ["srv", "", "/proc", "/proc/", "//proc/self/fd/7", "/proc/self/cwd", "/srv/../proc/1/root", "/./proc"]
+        {
+            assert!(workdir_problem(bad).is_some(), "{bad}");
+        }
+    }
 
     fn sample() -> Plan {
         Plan {
