@@ -2,8 +2,9 @@
 //! objdump, fsck.fat, mtools, sgdisk. Inputs are the pinned Debian packages in `.cache/debs`
 //! (`make setup`). Nothing skips: a missing tool or package fails with what to run.
 //!
-//! Set `KEEL_FORMATS_KEEP=<dir>` to keep the assembled boot disks (`uki-<arch>.img`, a UKI whose
-//! initramfs prints `UKI-OK` and powers off) for booting by hand under QEMU.
+//! Set `KEEL_FORMATS_KEEP=<dir>` to keep the assembled disks (`uki-<arch>.img`, a UKI whose
+//! initramfs prints `UKI-OK` and powers off) for booting by hand under QEMU: these tests boot
+//! nothing.
 
 use std::fs::File;
 use std::io::Read;
@@ -372,7 +373,8 @@ fn gpt_is_valid_named_and_deterministic() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// All three: a bootable disk
+// All three: a disk holding a UKI, checked with sgdisk, fsck.fat and mtools. Nothing here
+// boots it: keep it with KEEL_FORMATS_KEEP to boot it by hand.
 
 /// An initramfs with busybox whose /init prints UKI-OK and powers off.
 fn test_initramfs(arch: Arch) -> Vec<u8> {
@@ -387,7 +389,7 @@ fn test_initramfs(arch: Arch) -> Vec<u8> {
     initramfs::build(&entries).unwrap()
 }
 
-fn check_boot_disk(arch: Arch) {
+fn check_uki_disk(arch: Arch) {
     let initrd = test_initramfs(arch);
     let linux = kernel(arch);
     let cmdline = format!("console={} panic=-1", arch.console());
@@ -427,11 +429,11 @@ fn check_boot_disk(arch: Arch) {
 }
 
 #[test]
-fn boot_disk_x86_64() {
-    check_boot_disk(Arch::X86_64);
+fn uki_disk_is_valid_and_reads_back_x86_64() {
+    check_uki_disk(Arch::X86_64);
 }
 
 #[test]
-fn boot_disk_aarch64() {
-    check_boot_disk(Arch::Aarch64);
+fn uki_disk_is_valid_and_reads_back_aarch64() {
+    check_uki_disk(Arch::Aarch64);
 }

@@ -7,9 +7,10 @@
 //!   did is checked in its container's tree on the keel-images partition, with debugfs.
 //! - Nothing is read or written outside the input and output: a canary directory next to the
 //!   corpus (which many cases aim at) is unchanged, the input is unchanged, the canary's secret
-//!   appears in no output, and under `strace -f` every path keel touches is in the input, the
-//!   output (the only place it writes), the pinned packages, its own binaries or the system's
-//!   libraries; none is in the canary directory.
+//!   appears in no output, and under `strace -f -y` every path keel touches, named or as an
+//!   opened fd resolved to (so a symlink followed out of the input is seen), is in the input,
+//!   the output (the only place it writes), the pinned packages, its own binaries or the
+//!   system's libraries; none is in the canary directory.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -95,13 +96,45 @@ fn normal(p: &str) -> String {
     format!("/{}", out.join("/"))
 }
 
+/// The lines of an strace log with each call that another thread interrupted joined again:
+/// `PID name(args <unfinished ...>` and a later `PID <... name resumed>rest` become
+/// `PID name(argsrest`, so the result (and the path `-y` resolves it to) stays with its call.
+fn joined(log: &str) -> Vec<String> {
+    let mut pending: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut out = Vec::new();
+    for line in log.lines() {
+        let Some((pid, rest)) = line.split_once(' ') else { continue };
+        if let Some(head) = line.strip_suffix(" <unfinished ...>") {
+            pending.insert(pid, head);
+        } else if let Some(tail) = rest.strip_prefix("<... ") {
+            let tail = tail.split_once("resumed>").map_or(tail, |(_, t)| t);
+            match pending.remove(pid) {
+                Some(head) => out.push(format!("{head}{tail}")),
+                None => panic!("strace: a call resumed that did not start: {line}"),
+            }
+        } else {
+            out.push(line.to_string());
+        }
+    }
+    // A call still unfinished when the log ends (the process exited in it) is audited as it is.
+    out.extend(pending.into_values().map(str::to_string));
+    out
+}
+
 /// The syscall and the paths of one strace line: its quoted path arguments, relative ones
 /// resolved against the dirfd before them (`-y` prints it as `N</dir>`) or the cwd, and empty
-/// ones (`AT_EMPTY_PATH`) standing for that dirfd.
+/// ones (`AT_EMPTY_PATH`) standing for that dirfd; and the path of the fd it returned
+/// (`= N</path>`), which is what the kernel resolved the arguments to: the file actually
+/// opened, after any symlinks.
 fn paths_of(line: &str, cwd: &str) -> Option<(String, Vec<String>)> {
     let rest = line.split_once(' ')?.1;
     let (name, args) = rest.split_once('(')?;
-    let args = args.rsplit_once(") = ").map_or(args, |(a, _)| a);
+    let (args, result) = args.rsplit_once(") = ").map_or((args, None), |(a, r)| (a, Some(r)));
+    let resolved = result.and_then(|r| {
+        let (fd, p) = r.trim_end().split_once('<')?;
+        let p = p.strip_suffix('>')?;
+        (fd.parse::<u32>().is_ok() && p.starts_with('/')).then_some(p)
+    });
     let mut paths = Vec::new();
     let mut last_dir = cwd.to_string();
     let mut depth = 0;
@@ -141,6 +174,8 @@ fn paths_of(line: &str, cwd: &str) -> Option<(String, Vec<String>)> {
             _ => {}
         }
     }
+    // Audited too where it is not the path named (each offence once).
+    paths.extend(resolved.map(normal).filter(|r| !paths.contains(r)));
     Some((name.to_string(), paths))
 }
 
@@ -195,9 +230,14 @@ fn audit(log: &Path, cwd: &Path, input: &Path, out: &Path, canary: &Path) -> Vec
         "/sys/devices/system/cpu",
         "/dev/null",
     ];
+    // The pinned packages and keel's binaries as named, and where they really are (`.cache` may
+    // be a symlink): a returned fd's path is the real one.
+    let named = [root().join(".cache/debs"), root().join("target")];
+    let allowed: Vec<PathBuf> = named.iter().flat_map(|d| [d.clone(), d.canonicalize().unwrap_or(d.clone())]).collect();
     let mut bad = Vec::new();
     let mut lines = 0;
-    for line in text.lines() {
+    for line in joined(&text) {
+        let line = line.as_str();
         let Some((name, paths)) = paths_of(line, &cwd.to_string_lossy()) else { continue };
         lines += 1;
         let write = is_write(&name, line);
@@ -211,8 +251,7 @@ fn audit(log: &Path, cwd: &Path, input: &Path, out: &Path, canary: &Path) -> Vec
             } else {
                 under(&p, input)
                     || under(&p, out)
-                    || under(&p, &root().join(".cache/debs"))
-                    || under(&p, &root().join("target"))
+                    || allowed.iter().any(|d| under(&p, d))
                     || proc_own
                     || system.iter().any(|s| under(&p, Path::new(s)))
             };
@@ -422,11 +461,20 @@ fn the_audit_catches_outside_access() {
         format!(r#"1 openat(AT_FDCWD<{i}>, "{i}/corpus/new", O_WRONLY|O_CREAT, 0644) = 3<{i}/corpus/new>"#),
         format!(r#"1 mkdirat(AT_FDCWD<{i}>, "/etc/keel-was-here", 0777) = 0"#),
         format!(r#"1 openat(4<{c}>, "secret", O_RDONLY) = 3<{c}/secret>"#),
+        // A path in the input that is a symlink to the canary: only the fd's path shows it.
+        format!(r#"1 openat(AT_FDCWD<{i}>, "corpus/link", O_RDONLY|O_CLOEXEC) = 3<{c}/sub/file>"#),
+        // The same, interrupted by another thread's call and resumed.
+        format!(r#"2 openat(AT_FDCWD<{i}>, "corpus/link2", O_RDONLY|O_CLOEXEC <unfinished ...>"#),
+        format!(r#"1 close(3<{i}/corpus/x/index.json>) = 0"#),
+        format!(r#"2 <... openat resumed>) = 4<{c}/secret>"#),
     ]);
     std::fs::write(&log, lines.join("\n")).unwrap();
     let bad = audit(&log, &input, &input, &out, &canary);
-    assert_eq!(bad.len(), 4, "{bad:#?}");
-    for (b, what) in bad.iter().zip(["canary/secret", "corpus/new", "/etc/keel-was-here", "canary/secret"]) {
+    assert_eq!(bad.len(), 6, "{bad:#?}");
+    let want =
+        ["canary/secret", "corpus/new", "/etc/keel-was-here", "canary/secret", "canary/sub/file", "canary/secret"];
+    for (b, what) in bad.iter().zip(want) {
         assert!(b.contains(what), "{b}");
     }
+    assert!(bad[5].contains("corpus/link2"), "the resumed call is not joined to its start: {}", bad[5]);
 }
