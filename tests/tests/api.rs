@@ -426,19 +426,7 @@ fn hostile_clients(vm: &mut Vm, port: u16, me: &Path) {
     let mut garbage = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let _ = garbage.write_all(&[0x42; 4096]);
     // A slow TLS client: a real handshake, then a header one byte a second.
-    let mut slow = Command::new("openssl")
-        .args(["s_client", "-quiet", "-tls1_3", "-connect", &format!("127.0.0.1:{port}")])
-        .arg("-cert")
-        .arg(me.join("client.pem"))
-        .arg("-key")
-        .arg(me.join("client.key"))
-        .arg("-CAfile")
-        .arg(me.join("ca.pem"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("openssl s_client");
+    let mut slow = s_client(port, me, Stdio::null());
     let mut stdin = slow.stdin.take().unwrap();
     for b in b"GET /v1/host HTTP/1.1\r\nHost: x\r\n".iter() {
         let _ = stdin.write_all(&[*b]);
@@ -493,10 +481,9 @@ fn hostile_clients(vm: &mut Vm, port: u16, me: &Path) {
     assert!(m.contains("keel_api_connections_refused_total"), "{m}");
 }
 
-/// A request whose one header is 1 MiB, over TLS with this client's identity; the first line
-/// of the answer, if any.
-fn big_header(port: u16, me: &Path) -> String {
-    let mut c = Command::new("openssl")
+/// `openssl s_client` connected to the API with this client's identity, its stdin piped.
+fn s_client(port: u16, me: &Path, stdout: Stdio) -> std::process::Child {
+    Command::new("openssl")
         .args(["s_client", "-quiet", "-tls1_3", "-connect", &format!("127.0.0.1:{port}")])
         .arg("-cert")
         .arg(me.join("client.pem"))
@@ -505,10 +492,16 @@ fn big_header(port: u16, me: &Path) -> String {
         .arg("-CAfile")
         .arg(me.join("ca.pem"))
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+        .stdout(stdout)
         .stderr(Stdio::null())
         .spawn()
-        .expect("openssl s_client");
+        .expect("openssl s_client")
+}
+
+/// A request whose one header is 1 MiB, over TLS with this client's identity; the first line
+/// of the answer, if any.
+fn big_header(port: u16, me: &Path) -> String {
+    let mut c = s_client(port, me, Stdio::piped());
     let mut stdin = c.stdin.take().unwrap();
     let writer = std::thread::spawn(move || {
         let head = format!("GET /v1/host HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(1 << 20));

@@ -295,11 +295,10 @@ impl Write for Bounded {
     }
 }
 
-/// Run `f` on `sock` with `deadline`, again after each socket timeout until the deadline.
-fn before<T>(sock: &mut Bounded, deadline: Instant, mut f: impl FnMut(&mut Bounded) -> io::Result<T>) -> io::Result<T> {
-    sock.deadline = deadline;
+/// `f` again after each socket timeout (or interruption) until `deadline`.
+fn retry<T>(deadline: Instant, mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     loop {
-        match f(sock) {
+        match f() {
             Err(e)
                 if matches!(
                     e.kind(),
@@ -313,6 +312,12 @@ fn before<T>(sock: &mut Bounded, deadline: Instant, mut f: impl FnMut(&mut Bound
             r => return r,
         }
     }
+}
+
+/// Run `f` on `sock` with `deadline`, again after each socket timeout until the deadline.
+fn before<T>(sock: &mut Bounded, deadline: Instant, mut f: impl FnMut(&mut Bounded) -> io::Result<T>) -> io::Result<T> {
+    sock.deadline = deadline;
+    retry(deadline, || f(sock))
 }
 
 /// One connection: handshake, one request, one answer, close.
@@ -445,21 +450,7 @@ fn write_all(tls: &mut Conn<'_>, mut data: &[u8], deadline: Instant) -> io::Resu
 /// [`before`] for the TLS stream: each socket read and write `f` does ends by `deadline`.
 fn until<T>(tls: &mut Conn<'_>, deadline: Instant, mut f: impl FnMut(&mut Conn<'_>) -> io::Result<T>) -> io::Result<T> {
     tls.sock.deadline = deadline;
-    loop {
-        match f(tls) {
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-                ) =>
-            {
-                if Instant::now() >= deadline {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
-                }
-            }
-            r => return r,
-        }
-    }
+    retry(deadline, || f(tls))
 }
 
 fn respond(tls: &mut Conn<'_>, status: u16, content_type: &str, body: &[u8]) -> io::Result<()> {
