@@ -17,7 +17,8 @@ const REBOOT: &str = "echo KEEL-QEMU-TEST-OK\nreboot -f";
 const SIT: &str = "echo KEEL-QEMU-WAITING\nsleep 1000\npoweroff -f";
 
 /// Loads the virtio block modules, writes `KEEL-WROTE-THIS` at the start of /dev/vda, reads it
-/// back, and powers off.
+/// back, and powers off, saying keel-init's final line first (`run_to_exit` judges a clean
+/// power-off by it).
 const WRITE_DISK: &str = r#"
 mount -t devtmpfs dev /dev
 for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk; do
@@ -28,6 +29,7 @@ while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 printf KEEL-WROTE-THIS | dd of=/dev/vda conv=fsync 2>/dev/null
 sync
 echo "read back: $(dd if=/dev/vda bs=15 count=1 2>/dev/null)"
+echo "keel: powering off now"
 poweroff -f"#;
 
 fn process_exists(pid: u32) -> bool {
