@@ -35,7 +35,7 @@ pub fn setup() {
 
 /// Who a line is from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum From {
+pub enum Origin {
     /// keel-init itself.
     Keel,
     /// A container's output.
@@ -80,10 +80,10 @@ impl Queue {
 
     /// Queue `bytes`, or drop and count it if the queue is too full for a line `from`. Never
     /// blocks for longer than the lock is held (a push or a pop).
-    pub fn push(&self, bytes: &[u8], from: From) {
+    pub fn push(&self, bytes: &[u8], from: Origin) {
         let limit = match from {
-            From::Keel => QUEUE_BYTES,
-            From::Container => CONTAINER_BYTES,
+            Origin::Keel => QUEUE_BYTES,
+            Origin::Container => CONTAINER_BYTES,
         };
         let mut s = self.lock();
         if s.bytes + bytes.len() > limit {
@@ -146,11 +146,11 @@ fn queue() -> Option<&'static Queue> {
 
 /// Write `bytes` (whole lines of keel-init's) to the console.
 pub fn write(bytes: &[u8]) {
-    write_from(bytes, From::Keel);
+    write_from(bytes, Origin::Keel);
 }
 
 /// Write `bytes` (whole lines) to the console, as lines `from`.
-pub fn write_from(bytes: &[u8], from: From) {
+pub fn write_from(bytes: &[u8], from: Origin) {
     match queue() {
         Some(q) => q.push(bytes, from),
         None => {
@@ -214,13 +214,13 @@ mod tests {
         let line = [b'x'; 1023].iter().copied().chain([b'\n']).collect::<Vec<u8>>();
         let started = Instant::now();
         for _ in 0..2000 {
-            q.push(&line, From::Container);
+            q.push(&line, Origin::Container);
         }
-        q.push(b"keel: still here\n", From::Keel);
+        q.push(b"keel: still here\n", Origin::Keel);
         let pushing = started.elapsed();
         q.flush(Duration::from_secs(60));
         // Once the console has caught up, lines get through again.
-        q.push(b"web| after\n", From::Container);
+        q.push(b"web| after\n", Origin::Container);
         q.flush(Duration::from_secs(10));
         // 2 MB at 2 ms a line would take 4 s; the pushes took a few milliseconds.
         assert!(pushing < Duration::from_millis(500), "pushing 2000 lines took {pushing:?}");

@@ -64,7 +64,7 @@ struct ConsoleSink<'l> {
 
 impl Sink for ConsoleSink<'_> {
     fn line(&mut self, name: &str, stream: logs::Stream, line: &[u8]) {
-        console::write_from(&output::prefixed(name, line), console::From::Container);
+        console::write_from(&output::prefixed(name, line), console::Origin::Container);
         self.logs.line(name, stream, line);
     }
 
