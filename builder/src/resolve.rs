@@ -230,81 +230,92 @@ pub fn materialize(
     let bases = id_bases(resolved.iter().map(|r| r.config.name.as_str()));
     let netplan =
         crate::netplan::plan(config).map_err(|e| ConfigErrors(vec![config.locator().at(&(0..0), "network", e)]))?;
+    // Each container's problems are reported, not only the first container's.
+    let mut errors = Vec::new();
     for ((i, r), id_base) in resolved.iter().enumerate().zip(bases) {
         progress(i, &r.config.name);
-        let fail = |field: &str, e: String| ConfigErrors(vec![container_error(config, &r.config, field, e)]);
-        let mut tree = match images.iter().find(|(id, _)| *id == r.image.id) {
-            Some((_, t)) => t.clone(),
-            None => {
-                let (tree, s) = image::flatten(&r.image).map_err(|e| fail("image", e.to_string()))?;
-                stats.layers += s.layers;
-                stats.whiteouts += s.whiteouts;
-                stats.devices_dropped += s.devices_dropped;
-                stats.mount_points_replaced += s.mount_points_replaced;
-                images.push((r.image.id.clone(), tree.clone()));
-                tree
+        let mut one = || -> Result<(), ConfigErrors> {
+            let fail = |field: &str, e: String| ConfigErrors(vec![container_error(config, &r.config, field, e)]);
+            let mut tree = match images.iter().find(|(id, _)| *id == r.image.id) {
+                Some((_, t)) => t.clone(),
+                None => {
+                    let (tree, s) = image::flatten(&r.image).map_err(|e| fail("image", e.to_string()))?;
+                    stats.layers += s.layers;
+                    stats.whiteouts += s.whiteouts;
+                    stats.devices_dropped += s.devices_dropped;
+                    stats.mount_points_replaced += s.mount_points_replaced;
+                    images.push((r.image.id.clone(), tree.clone()));
+                    tree
+                }
+            };
+            let (uid, gid) = resolve_user(r.user.as_deref(), &mut tree).map_err(|e| fail("user", e))?;
+            if uid >= keel_plan::ID_RANGE || gid >= keel_plan::ID_RANGE {
+                return Err(fail(
+                    "user",
+                    format!("{uid}:{gid} is outside the container's id range 0-{}", keel_plan::ID_RANGE - 1),
+                ));
             }
+            for path in &r.config.isolation.tmpfs {
+                mount_point(&mut tree, "tmpfs", path).map_err(|e| fail("tmpfs", e))?;
+            }
+            // Volume targets too: the root is read-only, so a missing one is added to the tree.
+            for (j, m) in r.config.volumes.iter().enumerate() {
+                mount_point(&mut tree, &format!("volume `{}` target", m.volume), &m.target).map_err(|e| {
+                    ConfigErrors(vec![config.locator().at(&m.span, r.config.key(&format!("volumes[{j}]")), e)])
+                })?;
+            }
+            let cnet = netplan.containers.get(i).cloned().flatten();
+            if let (Some(hosts), Some(me)) = (netplan.hosts.get(i).cloned().flatten(), &cnet) {
+                let egress = netplan.net.firewall.egress.iter().any(|s| s.contains(me.default_src));
+                let resolv = crate::netplan::resolv_conf(&netplan.net, egress);
+                name_files(&mut tree, hosts, resolv).map_err(|e| fail("networks", e))?;
+            }
+            ids.push((uid, gid));
+            owners_clamped += clamp_owners(&mut tree.root);
+            let iso = &r.config.isolation;
+            let filter = seccomp_path(&r.config);
+            if let Some(path) = &filter {
+                if !seccomp.iter().any(|(p, _)| p == path) {
+                    let profile = match &iso.seccomp {
+                        Seccomp::Profile { path, .. } => crate::seccomp::Profile::File(path.clone()),
+                        _ => crate::seccomp::Profile::Default,
+                    };
+                    let bytes = crate::seccomp::compile(&profile, arch).map_err(|e| fail("seccomp", e.to_string()))?;
+                    seccomp.push((path.clone(), bytes));
+                }
+            }
+            containers.push(keel_plan::Container {
+                name: r.config.name.clone(),
+                rootfs: r.config.name.clone(),
+                args: r.args.clone(),
+                env: r.env.clone(),
+                cwd: r.cwd.clone(),
+                hostname: r.config.hostname.clone(),
+                uid,
+                gid,
+                id_base,
+                limits: iso.limits,
+                capabilities: iso.capabilities.clone(),
+                seccomp: filter,
+                read_only: iso.read_only,
+                tmpfs: iso.tmpfs.clone(),
+                nofile: iso.nofile,
+                restart: r.config.restart,
+                restart_delay: r.config.restart_delay,
+                depends_on: r.config.depends_on.iter().map(|(n, _)| n.clone()).collect(),
+                health: r.config.health.clone(),
+                volumes: r.config.volumes.iter().map(|m| m.plan()).collect(),
+                net: cnet,
+            });
+            trees.push(Rootfs { dir: r.config.name.clone(), tree, id_base });
+            Ok(())
         };
-        let (uid, gid) = resolve_user(r.user.as_deref(), &mut tree).map_err(|e| fail("user", e))?;
-        if uid >= keel_plan::ID_RANGE || gid >= keel_plan::ID_RANGE {
-            return Err(fail(
-                "user",
-                format!("{uid}:{gid} is outside the container's id range 0-{}", keel_plan::ID_RANGE - 1),
-            ));
+        if let Err(e) = one() {
+            errors.extend(e.0);
         }
-        for path in &r.config.isolation.tmpfs {
-            mount_point(&mut tree, "tmpfs", path).map_err(|e| fail("tmpfs", e))?;
-        }
-        // Volume targets too: the root is read-only, so a missing one is added to the tree.
-        for (j, m) in r.config.volumes.iter().enumerate() {
-            mount_point(&mut tree, &format!("volume `{}` target", m.volume), &m.target).map_err(|e| {
-                ConfigErrors(vec![config.locator().at(&m.span, r.config.key(&format!("volumes[{j}]")), e)])
-            })?;
-        }
-        let cnet = netplan.containers.get(i).cloned().flatten();
-        if let (Some(hosts), Some(me)) = (netplan.hosts.get(i).cloned().flatten(), &cnet) {
-            let egress = netplan.net.firewall.egress.iter().any(|s| s.contains(me.default_src));
-            let resolv = crate::netplan::resolv_conf(&netplan.net, egress);
-            name_files(&mut tree, hosts, resolv).map_err(|e| fail("networks", e))?;
-        }
-        ids.push((uid, gid));
-        owners_clamped += clamp_owners(&mut tree.root);
-        let iso = &r.config.isolation;
-        let filter = seccomp_path(&r.config);
-        if let Some(path) = &filter {
-            if !seccomp.iter().any(|(p, _)| p == path) {
-                let profile = match &iso.seccomp {
-                    Seccomp::Profile { path, .. } => crate::seccomp::Profile::File(path.clone()),
-                    _ => crate::seccomp::Profile::Default,
-                };
-                let bytes = crate::seccomp::compile(&profile, arch).map_err(|e| fail("seccomp", e.to_string()))?;
-                seccomp.push((path.clone(), bytes));
-            }
-        }
-        containers.push(keel_plan::Container {
-            name: r.config.name.clone(),
-            rootfs: r.config.name.clone(),
-            args: r.args.clone(),
-            env: r.env.clone(),
-            cwd: r.cwd.clone(),
-            hostname: r.config.hostname.clone(),
-            uid,
-            gid,
-            id_base,
-            limits: iso.limits,
-            capabilities: iso.capabilities.clone(),
-            seccomp: filter,
-            read_only: iso.read_only,
-            tmpfs: iso.tmpfs.clone(),
-            nofile: iso.nofile,
-            restart: r.config.restart,
-            restart_delay: r.config.restart_delay,
-            depends_on: r.config.depends_on.iter().map(|(n, _)| n.clone()).collect(),
-            health: r.config.health.clone(),
-            volumes: r.config.volumes.iter().map(|m| m.plan()).collect(),
-            net: cnet,
-        });
-        trees.push(Rootfs { dir: r.config.name.clone(), tree, id_base });
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
     }
     let users = resolved.iter().map(|r| r.config.volumes.as_slice()).zip(ids.iter().copied());
     let volumes = crate::config::volumes::plan_volumes(&config.volumes, users);
