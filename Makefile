@@ -6,7 +6,7 @@ ARCH ?= $(shell uname -m | sed 's/arm64/aarch64/')
 OUT ?= out
 TEST_THREADS ?= 2
 
-.PHONY: all setup build demo test check bench lint fmt clean
+.PHONY: all setup build init test-bins demo test check bench lint fmt clean
 
 all: build
 
@@ -16,11 +16,20 @@ setup:
 	@bash .ci/setup
 
 ## build: target/release/keel and keel-init for both arches
-build: setup
+build: init
 	$(CARGO) build --release -p keel-builder -p keel-tests -p keel-runtime-cli
+
+## init: what images carry, always from the release profile: keel-init (and the test inits and
+## probe) for both arches, and the probe's OCI image
+init: setup
 	$(CARGO) build --release -p keel-init -p trivial-init -p keel-probe --target x86_64-unknown-linux-musl
 	$(CARGO) build --release -p keel-init -p trivial-init -p keel-probe --target aarch64-unknown-linux-musl
 	tests/fixtures/make-probe-oci target target/probe-oci
+
+# The tests and the keel they run are built with the `ci` profile (Cargo.toml says why).
+TEST_PROFILE ?= ci
+test-bins: init
+	$(CARGO) build --profile $(TEST_PROFILE) -p keel-builder
 
 ## demo: build configs/hello.toml for this machine's arch and boot it under QEMU (TCG)
 demo: build
@@ -28,11 +37,11 @@ demo: build
 	target/release/keel run $(OUT)/hello-$(ARCH).img --timeout 600s
 
 ## test: every test, the QEMU boots on both arches included
-test: build
+test: test-bins
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) fmt --all -- --check
-	$(CARGO) test --release --workspace --exclude keel-init -- --test-threads=$(TEST_THREADS)
-	$(CARGO) test --release -p keel-init
+	$(CARGO) test --profile $(TEST_PROFILE) --workspace --exclude keel-init -- --test-threads=$(TEST_THREADS)
+	$(CARGO) test --profile $(TEST_PROFILE) -p keel-init
 
 # The test files of keel-tests that boot VMs; `make check` leaves them (and keel-qemu's own boots)
 # to `make test`.
@@ -40,13 +49,13 @@ BOOT_TESTS := api cases grow isolation network real_images restart shutdown stea
 QUICK_TESTS := $(filter-out $(BOOT_TESTS),$(basename $(notdir $(wildcard tests/tests/*.rs))))
 
 ## check: the quick loop: lint, unit tests, host runtime tests and artifact tests; no VM boots
-check: build
+check: test-bins
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) fmt --all -- --check
-	$(CARGO) test --release --workspace --exclude keel-init --exclude keel-tests --exclude keel-qemu -- --test-threads=$(TEST_THREADS)
-	$(CARGO) test --release -p keel-qemu --lib
-	$(CARGO) test --release -p keel-tests --lib --bins $(addprefix --test ,$(QUICK_TESTS)) -- --test-threads=$(TEST_THREADS)
-	$(CARGO) test --release -p keel-init
+	$(CARGO) test --profile $(TEST_PROFILE) --workspace --exclude keel-init --exclude keel-tests --exclude keel-qemu -- --test-threads=$(TEST_THREADS)
+	$(CARGO) test --profile $(TEST_PROFILE) -p keel-qemu --lib
+	$(CARGO) test --profile $(TEST_PROFILE) -p keel-tests --lib --bins $(addprefix --test ,$(QUICK_TESTS)) -- --test-threads=$(TEST_THREADS)
+	$(CARGO) test --profile $(TEST_PROFILE) -p keel-init
 	@echo "check: passed; the VM boots ($(BOOT_TESTS), keel-qemu's vm) run in make test"
 
 ## bench: boot timeline against a trivial init, part sizes, build time

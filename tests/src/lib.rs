@@ -17,10 +17,16 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-/// The `keel` binary: `$KEEL_BIN`, else `target/release/keel` (from `make build`).
+/// The `keel` binary: `$KEEL_BIN`, else the one cargo built beside this test binary (same
+/// profile: `make test` uses `ci`), else `target/release/keel` (from `make build`).
 pub fn keel_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("KEEL_BIN") {
         return PathBuf::from(p);
+    }
+    // A test binary lives in target/PROFILE/deps/.
+    let beside = std::env::current_exe().ok().and_then(|e| Some(e.parent()?.parent()?.join("keel")));
+    if let Some(p) = beside.filter(|p| p.is_file()) {
+        return p;
     }
     let p = root().join("target/release/keel");
     assert!(p.is_file(), "{} is missing: run `make build` first (or `make test`, which does)", p.display());
