@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use keel_plan::{Arch, Plan, PLAN_PATH, PLAN_VERSION};
+use sha2::Digest;
 
 use crate::config::{Config, ConfigErrors, Diagnostic};
 use crate::initramfs::{self, Entry};
@@ -337,6 +338,7 @@ pub fn write(
         seccomp,
         volumes,
         net,
+        sources,
     } = images;
     let tree_refs: Vec<ext4::Root<'_>> =
         trees.iter().map(|r| ext4::Root { name: &r.dir, tree: &r.tree, id_shift: r.id_base }).collect();
@@ -367,6 +369,7 @@ pub fn write(
     let plan_bytes = plan.to_bytes();
     let init = std::fs::read(&inputs.init).map_err(|e| anyhow::anyhow!("keel-init {}: {e}", inputs.init.display()))?;
     parts.push(("init".into(), init.len() as u64));
+    let init_sha256 = hex::encode(sha2::Sha256::digest(&init));
     parts.push(("plan".into(), plan_bytes.len() as u64));
     let mut entries = vec![
         Entry::dir("dev"),
@@ -477,6 +480,19 @@ pub fn write(
     out.write(&format!("{stem}.vmlinuz"), &kernel.image).map_err(anyhow::Error::from)?;
     out.write(&format!("{stem}.initrd"), &initrd).map_err(anyhow::Error::from)?;
     out.write(&format!("{stem}.cmdline"), format!("{cmdline}\n").as_bytes()).map_err(anyhow::Error::from)?;
+    let config_sha256 =
+        crate::config::sha256_file(&config.path).map_err(|e| anyhow::anyhow!("{}: {e}", config.path.display()))?;
+    let record = crate::provenance::Record {
+        name: &config.name,
+        arch: arch.name(),
+        config_sha256: &config_sha256,
+        init_sha256: &init_sha256,
+        kernel: &config.kernel.packages[&arch],
+        stub: stub_ref,
+        images: &sources,
+        uki_sha256: &hex::encode(sha2::Sha256::digest(&uki_bytes)),
+    };
+    out.write(&format!("{stem}.provenance.json"), &record.to_bytes()).map_err(anyhow::Error::from)?;
     let files = out.commit().map_err(anyhow::Error::from)?;
     Ok(Artifacts { files, parts, layout, kernel_release: kernel.release, modules: order.len() })
 }

@@ -15,6 +15,7 @@ pub mod kernel;
 pub mod netplan;
 pub mod output;
 pub mod progress;
+pub mod provenance;
 pub mod resolve;
 pub mod seccomp;
 pub mod sink;

@@ -194,6 +194,20 @@ pub struct Materialized {
     pub volumes: Vec<keel_plan::Volume>,
     /// The plan's uplink and firewall.
     pub net: keel_plan::net::Net,
+    /// Each container's image as the config names it and the digests of its content, in config
+    /// order: what the provenance record lists.
+    pub sources: Vec<ImageSource>,
+}
+
+/// One container's image, for the provenance record.
+#[derive(Debug, Clone)]
+pub struct ImageSource {
+    /// The container.
+    pub container: String,
+    /// The image reference as written in the config.
+    pub reference: String,
+    /// `(what, digest)` pairs: see [`image::Image::digests`].
+    pub digests: Vec<(&'static str, String)>,
 }
 
 /// Where the seccomp filter of a container lives in the initramfs.
@@ -328,6 +342,14 @@ pub fn materialize(
         seccomp,
         volumes,
         net: netplan.net,
+        sources: resolved
+            .iter()
+            .map(|r| ImageSource {
+                container: r.config.name.clone(),
+                reference: r.config.image.clone(),
+                digests: r.image.digests(),
+            })
+            .collect(),
     })
 }
 

@@ -180,6 +180,26 @@ enum Source {
     Dir(PathBuf),
 }
 
+impl Image {
+    /// What names this image's content, for the provenance record: `(what, digest)` pairs, the
+    /// manifest (OCI) or config (docker-archive) first, then each layer bottom first. A `dir:`
+    /// image is not content-addressed and has none.
+    pub fn digests(&self) -> Vec<(&'static str, String)> {
+        match &self.source {
+            Source::Oci(r) => [("manifest", r.manifest_digest.clone()), ("config", r.manifest.config.digest.clone())]
+                .into_iter()
+                .chain(r.manifest.layers.iter().map(|l| ("layer", l.digest.clone())))
+                .collect(),
+            Source::Docker(r) => std::iter::once(("config", r.config_digest.clone()))
+                .chain(
+                    r.config.rootfs.iter().flat_map(|f| f.diff_ids.iter().map(|d| ("layer (uncompressed)", d.clone()))),
+                )
+                .collect(),
+            Source::Dir(_) => Vec::new(),
+        }
+    }
+}
+
 /// Find and check an image for `arch` (manifest and config digests verified; layers are
 /// verified while flattening).
 pub fn inspect(r: &ImageRef, arch: Arch) -> Result<Image, ImageError> {
