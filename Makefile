@@ -5,8 +5,12 @@ CARGO ?= cargo
 ARCH ?= $(shell uname -m | sed 's/arm64/aarch64/')
 OUT ?= out
 TEST_THREADS ?= 2
+# Binaries that name no path of this machine (docs/architecture.md, "Reproducing a published
+# image"): every build make runs remaps the checkout and cargo's home to fixed names.
+CARGO_HOME ?= $(HOME)/.cargo
+export RUSTFLAGS := $(RUSTFLAGS) --remap-path-prefix=$(CURDIR)=/keel --remap-path-prefix=$(abspath $(CARGO_HOME))=/cargo
 
-.PHONY: all setup build init test-bins demo test check bench lint fmt clean
+.PHONY: all setup build init init-bins test-bins demo test check bench lint fmt clean
 
 all: build
 
@@ -21,10 +25,15 @@ build: init
 
 ## init: what images carry, always from the release profile: keel-init (and the test inits and
 ## probe) for both arches, and the probe's OCI image
-init: setup
+init: setup init-bins
+	tests/fixtures/make-probe-oci target target/probe-oci
+
+# The same commands build keel-init wherever it is checked for reproducibility
+# (tests/tests/reproducible.rs): the packages built together settle the features of their
+# dependencies.
+init-bins:
 	$(CARGO) build --release -p keel-init -p trivial-init -p keel-probe --target x86_64-unknown-linux-musl
 	$(CARGO) build --release -p keel-init -p trivial-init -p keel-probe --target aarch64-unknown-linux-musl
-	tests/fixtures/make-probe-oci target target/probe-oci
 
 # The tests and the keel they run are built with the `ci` profile (Cargo.toml says why).
 TEST_PROFILE ?= ci
