@@ -15,7 +15,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -134,31 +134,6 @@ pub fn exec_in_background(
         Ok(()) => Ok((Joined { pid, output: out_r }, Pending { report: report_r, plan })),
         Err(e) => {
             kill_and_reap(pid);
-            Err(e)
-        }
-    }
-}
-
-/// [`exec_in_background`], then wait up to `within` for the exec: a container can stop the
-/// process (SIGSTOP) before it, so the caller would otherwise wait forever; it is then killed
-/// and [`RuntimeError::StartTimeout`] returned.
-pub fn exec_in(
-    container: &Container,
-    target: libc::pid_t,
-    args: &[String],
-    cgroup: Option<&Cgroup>,
-    within: Duration,
-) -> Result<Joined, RuntimeError> {
-    let (joined, pending) = exec_in_background(container, target, args, cgroup)?;
-    let exec = match sys::readable_within(pending.report.as_fd(), within) {
-        Ok(true) => pending.outcome(),
-        Ok(false) => Err(RuntimeError::StartTimeout(within)),
-        Err(e) => Err(RuntimeError::Report(e)),
-    };
-    match exec {
-        Ok(()) => Ok(joined),
-        Err(e) => {
-            kill_and_reap(joined.pid);
             Err(e)
         }
     }

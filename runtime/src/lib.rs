@@ -53,7 +53,7 @@ use crate::userns::IdMap;
 
 pub use crate::cgroup::{prepare_cgroups, Cgroup, CONTROLLERS};
 pub use crate::error::RuntimeError;
-pub use crate::exec::{connect_failure, connect_in, exec_in, exec_in_background, Joined, Pending};
+pub use crate::exec::{connect_failure, connect_in, exec_in_background, Joined, Pending};
 pub use crate::status::{signal_name, ExitStatus};
 
 /// Where the host's device nodes are (bind-mounted into each container's `/dev`, and over the
