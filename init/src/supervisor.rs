@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use keel_plan::{HealthCheck, OnExit};
-use keel_runtime::{signal_name, Cgroup, ExitStatus, Host, Running, RuntimeError};
+use keel_runtime::{signal_name, Cgroup, ExitStatus, Host, Pending, Running, RuntimeError};
 
 use crate::api::{self, Call, Command, ContainerView, Snapshot};
 use crate::console;
@@ -35,9 +35,6 @@ use crate::usage::{self, Usage};
 
 /// How much of a health check's output is kept (its last line explains a failure).
 const CHECK_TAIL: usize = 4096;
-
-/// How long a health check's process may take to exec before it counts as failed.
-const EXEC_WITHIN: Duration = Duration::from_secs(5);
 
 /// Read at most this many chunks from one pipe per wakeup, so a chatty container cannot starve
 /// the others or the signals.
@@ -114,6 +111,8 @@ struct Tracked {
     health: Option<Watch>,
     /// The output of the health check in flight.
     check_output: Option<File>,
+    /// Whether the `cmd` check in flight exec'd, to be asked once it is reaped.
+    check_exec: Option<Pending>,
     /// The last [`CHECK_TAIL`] bytes it wrote.
     check_tail: Vec<u8>,
     /// When this run was sent SIGTERM, and SIGKILL.
@@ -152,6 +151,7 @@ impl Tracked {
             cgroup: None,
             health: None,
             check_output: None,
+            check_exec: None,
             check_tail: Vec::new(),
             term_at: None,
             kill_at: None,
@@ -568,6 +568,7 @@ impl<'a> Supervisor<'a> {
         self.life.exited();
         c.health = None;
         c.check_output = None;
+        c.check_exec = None;
         let failed = c.unhealthy && c.plan.restart != keel_plan::Restart::No;
         let name = c.name.clone();
         if self.life.may_restart() && c.api_restart {
@@ -876,7 +877,6 @@ impl<'a> Supervisor<'a> {
     /// Start the health checks that are due; kill those past their timeout.
     fn health_tick(&mut self, now: Instant) {
         let stopping = self.life.stopping();
-        let mut verdicts = Vec::new();
         for c in self.containers.iter_mut() {
             // Keep the pipe from filling: a check blocked on a full pipe would only time out.
             drain_check(c);
@@ -888,32 +888,26 @@ impl<'a> Supervisor<'a> {
             if stopping || c.term_at.is_some() || !watch.due(now) {
                 continue;
             }
-            let timeout = Duration::from_millis(watch.spec().timeout_ms);
+            // Neither waits for the check: its exec (or connect) is watched by this loop, within
+            // the check's timeout, like the rest of its run.
             let started = match &watch.spec().check {
-                HealthCheck::Cmd(args) => {
-                    keel_runtime::exec_in(&c.plan, pid, args, c.cgroup.as_ref(), timeout.min(EXEC_WITHIN))
-                }
+                HealthCheck::Cmd(args) => keel_runtime::exec_in_background(&c.plan, pid, args, c.cgroup.as_ref())
+                    .map(|(joined, exec)| (joined, Some(exec))),
                 HealthCheck::Tcp(port) => {
                     keel_runtime::connect_in(pid, *port, Duration::from_millis(watch.spec().timeout_ms))
+                        .map(|joined| (joined, None))
                 }
             };
             match started {
-                Ok(joined) => {
+                Ok((joined, exec)) => {
                     watch.started_check(joined.pid, now);
                     c.check_tail.clear();
+                    c.check_exec = exec;
                     c.check_output =
                         sys::set_nonblocking(joined.output.as_fd()).ok().map(|()| File::from(joined.output));
                 }
-                // The check itself failed to start (its exec, or it stalled): a failed check.
-                Err(e @ (RuntimeError::Start { .. } | RuntimeError::StartTimeout(_))) => {
-                    let why = format!("could not run: {}", console::chain(&e));
-                    let verdict = watch.finished(false, now);
-                    if let Some(m) = report_check(c, verdict, &why, now, &mut self.logs) {
-                        verdicts.push((c.name.clone(), m));
-                    }
-                }
-                // Anything else says nothing of the container's health (it may be exiting: its
-                // pid namespace is going away): try again at the next interval.
+                // It says nothing of the container's health (it may be exiting: its pid namespace
+                // is going away): try again at the next interval.
                 Err(e) => {
                     watch.discard(now);
                     console::say(format_args!(
@@ -924,9 +918,6 @@ impl<'a> Supervisor<'a> {
                 }
             }
         }
-        for (name, m) in verdicts {
-            self.event("health", Some(&name), m);
-        }
     }
 
     /// The health check of container `i` ended with `status`.
@@ -936,33 +927,51 @@ impl<'a> Supervisor<'a> {
         drain_check(c);
         c.check_output = None;
         let output = std::mem::take(&mut c.check_tail);
+        // Reaped: whether a `cmd` check exec'd is known now, without waiting.
+        let exec = c.check_exec.take().map_or(Ok(()), Pending::outcome);
         let Some(watch) = c.health.as_mut() else { return };
-        if status == ExitStatus::Signaled(libc::SIGKILL) && !watch.timed_out() {
+        let (passed, why) = match exec {
+            // The check itself could not start (its exec failed): a failed check.
+            Err(e @ RuntimeError::Start { .. }) => (false, format!("could not run: {}", console::chain(&e))),
+            // Its start report could not be read: that says nothing of the container's health.
+            Err(e) => {
+                watch.discard(now);
+                console::say(format_args!("container {}: health check: {}", c.name, console::chain(&e)));
+                return;
+            }
             // SIGKILL not from us: the container is ending (its pid namespace takes the check
-            // with it), and its own exit is what counts.
-            watch.discard(now);
-            return;
-        }
-        let passed = status.success();
-        let why = match &watch.spec().check {
-            HealthCheck::Tcp(port) => {
-                keel_runtime::connect_failure(*port, &output).unwrap_or_else(|| format!("connect check {status}"))
+            // with it), and its own exit is what counts. (One we sent for its timeout, before
+            // or after its exec, is a timed-out check.)
+            Ok(()) if status == ExitStatus::Signaled(libc::SIGKILL) && !watch.timed_out() => {
+                watch.discard(now);
+                return;
             }
-            HealthCheck::Cmd(_) => {
-                let last = String::from_utf8_lossy(&output)
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    // Quoted and escaped: the container's text stays visibly inside keel's line.
-                    .map(|l| format!(": output {:?}", l.chars().take(200).collect::<String>()))
-                    .unwrap_or_default();
-                format!("{status}{last}")
-            }
+            Ok(()) => (status.success(), judge(&watch.spec().check, status, &output)),
         };
         let verdict = watch.finished(passed, now);
         if let Some(m) = report_check(c, verdict, &why, now, &mut self.logs) {
             let name = c.name.clone();
             self.event("health", Some(&name), m);
+        }
+    }
+}
+
+/// Why a check that ran ended as it did: a TCP check's report, or a command's status and last
+/// line of output.
+fn judge(check: &HealthCheck, status: ExitStatus, output: &[u8]) -> String {
+    match check {
+        HealthCheck::Tcp(port) => {
+            keel_runtime::connect_failure(*port, output).unwrap_or_else(|| format!("connect check {status}"))
+        }
+        HealthCheck::Cmd(_) => {
+            let last = String::from_utf8_lossy(output)
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                // Quoted and escaped: the container's text stays visibly inside keel's line.
+                .map(|l| format!(": output {:?}", l.chars().take(200).collect::<String>()))
+                .unwrap_or_default();
+            format!("{status}{last}")
         }
     }
 }
@@ -989,6 +998,7 @@ fn launch(c: &mut Tracked, host: &Host, life: &mut Lifecycle, what: &str) -> Res
             c.started = now;
             c.health = c.plan.health.clone().map(|h| Watch::new(h, now));
             c.check_output = None;
+            c.check_exec = None;
             c.term_at = None;
             c.kill_at = None;
             c.unhealthy = false;

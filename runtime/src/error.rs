@@ -6,9 +6,6 @@ use std::path::PathBuf;
 /// Why a container could not be started (or waited for).
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    /// A process started inside a container neither exec'd nor failed in time.
-    #[error("it did not exec within {0:?}")]
-    StartTimeout(std::time::Duration),
     /// `rootfs` is not one plain directory name.
     #[error("rootfs `{0}` is not a directory name")]
     InvalidRootfs(String),

@@ -1,28 +1,31 @@
-//! Running something inside a started container: a health-check command ([`exec_in`]) or a TCP
-//! connect in its network namespace ([`connect_in`]).
+//! Running something inside a started container: a health-check command
+//! ([`exec_in_background`]) or a TCP connect in its network namespace ([`connect_in`]). Neither
+//! waits for the container: the caller watches the child in its own loop.
 //!
-//! [`exec_in`] gives the new process every restriction the container's first process has: it joins
-//! the container's cgroup (the parent places it, as for [`crate::spawn`]) and its user, mount, UTS,
-//! IPC, network, cgroup and pid namespaces, then drops capabilities, changes identity, sets
-//! `no_new_privs` and installs the seccomp filters, as the first process did. The pid namespace
-//! applies to a caller's children only, so the caller enters it just for the clone and goes back
-//! to its own at once (allowed: its own is an ancestor of the container's). The child is therefore
-//! the caller's direct child, with no relay process.
+//! [`exec_in_background`] gives the new process every restriction the container's first process
+//! has: it joins the container's cgroup (the parent places it, as for [`crate::spawn`]) and its
+//! user, mount, UTS, IPC, network, cgroup and pid namespaces, then drops capabilities, changes
+//! identity, sets `no_new_privs` and installs the seccomp filters, as the first process did. The
+//! pid namespace applies to a caller's children only, so the caller enters it just for the clone
+//! and goes back to its own at once (allowed: its own is an ancestor of the container's). The
+//! child is therefore the caller's direct child, with no relay process.
 //!
 //! [`connect_in`] only joins the network namespace and connects to `127.0.0.1:PORT`; it runs no
 //! code of the container's.
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use keel_plan::Container;
 
-use crate::child::{ChildPlan, Errno, Failure, Op, Step};
+use crate::child::{ChildPlan, Op, Step};
 use crate::error::RuntimeError;
-use crate::{await_exec, caps, kill_and_reap, open_null, place, process, seccomp, sys, Cgroup};
+use crate::{
+    caps, decode_report, kill_and_reap, open_null, place, process, read_report_now, seccomp, started, sys, Cgroup,
+};
 
 /// A process started inside a container: its pid (a child of the caller, which must reap it) and
 /// the read end of its output (stdout and stderr together; blocking, close-on-exec).
@@ -34,8 +37,8 @@ pub struct Joined {
     pub output: OwnedFd,
 }
 
-/// The namespaces [`exec_in`] joins, in order, besides the pid namespace: the user namespace first,
-/// so the child holds the capabilities the others need (they are owned by it).
+/// The namespaces [`exec_in_background`] joins, in order, besides the pid namespace: the user
+/// namespace first, so the child holds the capabilities the others need (they are owned by it).
 const JOINED: [(&str, libc::c_int); 6] = [
     ("user", libc::CLONE_NEWUSER),
     ("mnt", libc::CLONE_NEWNS),
@@ -50,19 +53,39 @@ fn open_ns(pid: libc::pid_t, name: &str) -> Result<OwnedFd, RuntimeError> {
     File::open(&path).map(OwnedFd::from).map_err(|source| RuntimeError::Open { path, source })
 }
 
-/// Run `args` inside `container`, whose first process is `target` (a pid in the caller's pid
-/// namespace), as the container's user with its environment and working directory. `cgroup` is the
-/// container's cgroup, if it has one. Returns once the command was exec'd (or failed to be), or
-/// after `within` at the latest: a container can stop the process (SIGSTOP) before its exec, so
-/// the caller would otherwise wait forever; it is then killed and [`RuntimeError::StartTimeout`]
-/// returned.
-pub fn exec_in(
+/// What is not yet known of an [`exec_in_background`] child: whether it exec'd. Holds the read end
+/// of its report pipe, and its plan to name a step that failed.
+#[derive(Debug)]
+pub struct Pending {
+    report: OwnedFd,
+    plan: ChildPlan,
+}
+
+impl Pending {
+    /// Whether the child got as far as its exec, asked once it has been reaped: `Ok` if it
+    /// reported no failure (it exec'd, or it was killed before it could do either: its exit
+    /// status says which), [`RuntimeError::Start`] naming the step (the exec included) that
+    /// failed. Never waits: a report not there now was never written.
+    pub fn outcome(self) -> Result<(), RuntimeError> {
+        let failure = read_report_now(self.report)?;
+        started(&self.plan, failure)
+    }
+}
+
+/// Start `args` inside `container`, whose first process is `target` (a pid in the caller's pid
+/// namespace), as the container's user with its environment and working directory. `cgroup` is
+/// the container's cgroup, if it has one.
+///
+/// Returns once the child is released, without waiting for its exec: the container can stop the
+/// process (SIGSTOP, or by freezing its cgroup) before that, for as long as it likes. The caller
+/// bounds the check's whole run instead (and kills it), reaps it, and only then asks
+/// [`Pending::outcome`] whether it exec'd.
+pub fn exec_in_background(
     container: &Container,
     target: libc::pid_t,
     args: &[String],
     cgroup: Option<&Cgroup>,
-    within: Duration,
-) -> Result<Joined, RuntimeError> {
+) -> Result<(Joined, Pending), RuntimeError> {
     let exec = process::Exec::new(args, &container.env)?;
     let keep = caps::mask(&container.capabilities)?;
     let programs = seccomp::load(container.seccomp.as_deref())?;
@@ -105,15 +128,10 @@ pub fn exec_in(
     })
     .map_err(RuntimeError::Clone)?;
     drop((out_w, report_w, null, sync_r, namespaces));
-    let started = place(pid, container.nofile, cgroup)
-        .and_then(|()| File::from(sync_w).write_all(&[1]).map_err(RuntimeError::Release))
-        .and_then(|()| match sys::readable_within(report_r.as_fd(), within) {
-            Ok(true) => await_exec(&plan, report_r),
-            Ok(false) => Err(RuntimeError::StartTimeout(within)),
-            Err(e) => Err(RuntimeError::Report(e)),
-        });
-    match started {
-        Ok(()) => Ok(Joined { pid, output: out_r }),
+    let released = place(pid, container.nofile, cgroup)
+        .and_then(|()| File::from(sync_w).write_all(&[1]).map_err(RuntimeError::Release));
+    match released {
+        Ok(()) => Ok((Joined { pid, output: out_r }, Pending { report: report_r, plan })),
         Err(e) => {
             kill_and_reap(pid);
             Err(e)
@@ -148,12 +166,7 @@ pub fn connect_in(target: libc::pid_t, port: u16, timeout: Duration) -> Result<J
 /// What the report a failed [`connect_in`] child wrote says, e.g. `connect to 127.0.0.1:80:
 /// Connection refused`. `None` if `output` is not such a report.
 pub fn connect_failure(port: u16, output: &[u8]) -> Option<String> {
-    let report: [u8; sys::REPORT_LEN] = output.try_into().ok()?;
-    let [i0, i1, i2, i3, e0, e1, e2, e3] = report;
-    let failure = Failure {
-        index: u32::from_le_bytes([i0, i1, i2, i3]) as usize,
-        errno: Errno(i32::from_le_bytes([e0, e1, e2, e3])),
-    };
+    let failure = decode_report(output).ok()??;
     let what = match failure.index {
         0 => "join the container's net namespace".to_string(),
         _ => format!("connect to 127.0.0.1:{port}"),

@@ -40,8 +40,9 @@ mod volumes;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use keel_plan::Container;
 
@@ -52,7 +53,7 @@ use crate::userns::IdMap;
 
 pub use crate::cgroup::{prepare_cgroups, Cgroup, CONTROLLERS};
 pub use crate::error::RuntimeError;
-pub use crate::exec::{connect_failure, connect_in, exec_in, Joined};
+pub use crate::exec::{connect_failure, connect_in, exec_in_background, Joined, Pending};
 pub use crate::status::{signal_name, ExitStatus};
 
 /// Where the host's device nodes are (bind-mounted into each container's `/dev`, and over the
@@ -214,7 +215,13 @@ fn place(pid: libc::pid_t, nofile: keel_plan::Rlimit, cgroup: Option<&Cgroup>) -
 /// Wait for a released child to exec: `Ok` once it has, the failing step of `plan` if it
 /// reported one on `report`. On an error the caller must [`kill_and_reap`] it.
 fn await_exec(plan: &ChildPlan, report: OwnedFd) -> Result<(), RuntimeError> {
-    match read_report(report)? {
+    started(plan, read_report(report)?)
+}
+
+/// What a child's report says of its start: `Ok` if there was none, else the step of `plan` that
+/// failed, with its errno.
+fn started(plan: &ChildPlan, report: Option<Failure>) -> Result<(), RuntimeError> {
+    match report {
         None => Ok(()),
         Some(failure) => Err(RuntimeError::Start {
             step: describe(plan, failure.index),
@@ -312,7 +319,24 @@ fn describe(plan: &ChildPlan, index: usize) -> String {
 fn read_report(fd: OwnedFd) -> Result<Option<Failure>, RuntimeError> {
     let mut buf = Vec::with_capacity(sys::REPORT_LEN);
     File::from(fd).take(sys::REPORT_LEN as u64 + 1).read_to_end(&mut buf).map_err(RuntimeError::Report)?;
-    match <[u8; sys::REPORT_LEN]>::try_from(buf.as_slice()) {
+    decode_report(&buf)
+}
+
+/// Read the start report of a child that has ended, without waiting: what the pipe holds now.
+/// The report is one write of less than `PIPE_BUF` bytes, so one read gets all of it; a pipe
+/// with nothing to read (its write end still open somewhere) holds no report.
+fn read_report_now(fd: OwnedFd) -> Result<Option<Failure>, RuntimeError> {
+    if !sys::readable_within(fd.as_fd(), Duration::ZERO).map_err(RuntimeError::Report)? {
+        return Ok(None);
+    }
+    let mut buf = [0u8; sys::REPORT_LEN + 1];
+    let n = File::from(fd).read(&mut buf).map_err(RuntimeError::Report)?;
+    decode_report(buf.get(..n).unwrap_or_default())
+}
+
+/// Decode a start report: empty is none, else the failing step's index and errno.
+fn decode_report(buf: &[u8]) -> Result<Option<Failure>, RuntimeError> {
+    match <[u8; sys::REPORT_LEN]>::try_from(buf) {
         Ok([i0, i1, i2, i3, e0, e1, e2, e3]) => Ok(Some(Failure {
             index: u32::from_le_bytes([i0, i1, i2, i3]) as usize,
             errno: Errno(i32::from_le_bytes([e0, e1, e2, e3])),
@@ -485,5 +509,24 @@ mod tests {
         std::io::Write::write_all(&mut w, &[5, 0]).unwrap();
         drop(w);
         assert!(matches!(read_report(r), Err(RuntimeError::ShortReport(2))));
+    }
+
+    /// A reaped child's report is read as it is now: a write end left open somewhere (a process
+    /// cloned meanwhile) must not make the reader wait for more, with a report or without one.
+    #[test]
+    fn a_report_is_read_without_waiting() {
+        let (r, w) = sys::pipe().unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(read_report_now(r).unwrap(), None);
+
+        let (r2, w2) = sys::pipe().unwrap();
+        std::io::Write::write_all(&mut File::from(w2.try_clone().unwrap()), &[5, 0, 0, 0, 2, 0, 0, 0]).unwrap();
+        assert_eq!(read_report_now(r2).unwrap(), Some(Failure { index: 5, errno: Errno(2) }));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "waited {:?}", started.elapsed());
+        drop((w, w2));
+
+        let (r, w) = sys::pipe().unwrap();
+        drop(w);
+        assert_eq!(read_report_now(r).unwrap(), None);
     }
 }

@@ -10,49 +10,14 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::Path;
 
-use common::{collect, sh, within_timeout, Images};
+use common::{cgroup2, collect, sh, within_timeout, Images, Parent};
 use keel_runtime::{prepare_cgroups, spawn, wait, ExitStatus, Host, RuntimeError};
-
-/// Where the host's cgroup2 is mounted (first cgroup2 in the mount table).
-fn cgroup2() -> PathBuf {
-    let mounts = fs::read_to_string("/proc/self/mounts").expect("read mounts");
-    let found = mounts.lines().find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
-    });
-    found.expect("no cgroup2 mounted on this host: the cgroup tests need one (keel guests always have it)")
-}
 
 fn has_controllers(dir: &Path, wanted: &[&str]) -> bool {
     let list = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
     wanted.iter().all(|w| list.split_whitespace().any(|c| c == *w))
-}
-
-/// A fresh parent cgroup for one test, removed (with what is left under it) at the end.
-struct Parent(PathBuf);
-
-impl Parent {
-    fn new() -> Parent {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p =
-            cgroup2().join(format!("keel-runtime-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
-        fs::create_dir(&p).unwrap_or_else(|e| panic!("mkdir {}: {e}", p.display()));
-        Parent(p)
-    }
-}
-
-impl Drop for Parent {
-    fn drop(&mut self) {
-        if let Ok(children) = fs::read_dir(&self.0) {
-            for c in children.flatten().filter(|c| c.path().is_dir()) {
-                let _ = fs::remove_dir(c.path());
-            }
-        }
-        let _ = fs::remove_dir(&self.0);
-    }
 }
 
 #[test]

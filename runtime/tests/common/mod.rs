@@ -1,6 +1,7 @@
 //! Shared by the host runtime tests: a busybox tree (Debian's busybox-static, which `make setup`
 //! downloads into `.cache/debs`) on a `nosuid,nodev` tmpfs like keel's images partition, owned by
-//! the container's id range like the builder stores it; and a runner with a timeout.
+//! the container's id range like the builder stores it; a runner with a timeout; and a parent
+//! cgroup on the host's cgroup2.
 //!
 //! They create namespaces and mounts, so they need root. Without root they fail and say so: they
 //! never pass without running.
@@ -11,6 +12,7 @@ use std::io::Read;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -202,4 +204,38 @@ pub fn run(c: Container) -> Result<Outcome, RuntimeError> {
 /// A shell script run as the container's command.
 pub fn sh(script: &str) -> Container {
     container(&["sh", "-c", script])
+}
+
+/// Where the host's cgroup2 is mounted (first cgroup2 in the mount table).
+pub fn cgroup2() -> PathBuf {
+    let mounts = fs::read_to_string("/proc/self/mounts").expect("read mounts");
+    let found = mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+    });
+    found.expect("no cgroup2 mounted on this host: the cgroup tests need one (keel guests always have it)")
+}
+
+/// A fresh parent cgroup for one test, removed (with what is left under it) at the end.
+pub struct Parent(pub PathBuf);
+
+impl Parent {
+    pub fn new() -> Parent {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p =
+            cgroup2().join(format!("keel-runtime-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+        fs::create_dir(&p).unwrap_or_else(|e| panic!("mkdir {}: {e}", p.display()));
+        Parent(p)
+    }
+}
+
+impl Drop for Parent {
+    fn drop(&mut self) {
+        if let Ok(children) = fs::read_dir(&self.0) {
+            for c in children.flatten().filter(|c| c.path().is_dir()) {
+                let _ = fs::remove_dir(c.path());
+            }
+        }
+        let _ = fs::remove_dir(&self.0);
+    }
 }
