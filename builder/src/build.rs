@@ -46,6 +46,9 @@ pub struct Artifacts {
     pub modules: usize,
 }
 
+/// Share of keel-data reserved for host root (keel-init), as mke2fs reserves by default.
+pub const DATA_RESERVED_PERCENT: u8 = 5;
+
 /// Everything that goes into the image besides the config.
 pub struct Inputs {
     /// keel-init for the target arch.
@@ -460,13 +463,26 @@ pub fn write(
                         keel_plan::IMAGES_LABEL,
                         uuid,
                         Some(images_inodes),
+                        0,
                         &tree_refs,
                     )
                     .map_err(anyhow::Error::from)?;
                 }
                 disk::PartKind::Data => {
                     let uuid = ext4::uuid_for(&config.name, keel_plan::DATA_LABEL);
-                    ext4::write(&mut sink as &mut dyn Sink, base, size, keel_plan::DATA_LABEL, uuid, None, &[])
+                    // Blocks only root of the host may use: keel-init's log and record writes
+                    // go on when a container has filled the rest (containers' ids are never host
+                    // root).
+                    ext4::write(
+                        &mut sink as &mut dyn Sink,
+                        base,
+                        size,
+                        keel_plan::DATA_LABEL,
+                        uuid,
+                        None,
+                        DATA_RESERVED_PERCENT,
+                        &[],
+                    )
                         .map_err(anyhow::Error::from)?;
                 }
             }

@@ -91,7 +91,8 @@ pub fn size_for(trees: &[Root<'_>]) -> (u64, u32) {
 }
 
 /// Build an ext4 filesystem of `size` bytes holding each tree under its name, written into
-/// `sink` at `base`. Returns the bytes of file data written.
+/// `sink` at `base`, with `reserved_percent` of its blocks reserved for root. Returns the bytes
+/// of file data written.
 pub fn write(
     sink: &mut dyn Sink,
     base: u64,
@@ -99,12 +100,13 @@ pub fn write(
     label: &str,
     uuid: [u8; 16],
     inodes: Option<u32>,
+    reserved_percent: u8,
     trees: &[Root<'_>],
 ) -> Result<u64, Ext4Error> {
     let err = |e: mkext4::Error| Ext4Error::Build { label: label.to_string(), message: e.to_string() };
     let mut opts = Options::new(size, uuid, EPOCH);
     opts.label = Some(label.to_string());
-    opts.reserved_percent = 0;
+    opts.reserved_percent = reserved_percent;
     opts.journal_blocks = Some(JOURNAL_BLOCKS);
     if let Some(n) = inodes {
         opts.inodes = InodeCount::Exact(n);
