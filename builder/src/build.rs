@@ -483,7 +483,7 @@ pub fn write(
                         DATA_RESERVED_PERCENT,
                         &[],
                     )
-                        .map_err(anyhow::Error::from)?;
+                    .map_err(anyhow::Error::from)?;
                 }
             }
         }
