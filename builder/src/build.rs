@@ -455,35 +455,26 @@ pub fn write(
                     .map_err(anyhow::Error::from)?;
                 }
                 disk::PartKind::Images => {
-                    let uuid = ext4::uuid_for(&config.name, keel_plan::IMAGES_LABEL);
-                    ext4::write(
-                        &mut sink as &mut dyn Sink,
-                        base,
-                        size,
-                        keel_plan::IMAGES_LABEL,
-                        uuid,
-                        Some(images_inodes),
-                        0,
-                        &tree_refs,
-                    )
-                    .map_err(anyhow::Error::from)?;
+                    let spec = ext4::Spec {
+                        label: keel_plan::IMAGES_LABEL,
+                        uuid: ext4::uuid_for(&config.name, keel_plan::IMAGES_LABEL),
+                        inodes: Some(images_inodes),
+                        reserved_percent: 0,
+                    };
+                    ext4::write(&mut sink as &mut dyn Sink, base, size, spec, &tree_refs)
+                        .map_err(anyhow::Error::from)?;
                 }
                 disk::PartKind::Data => {
-                    let uuid = ext4::uuid_for(&config.name, keel_plan::DATA_LABEL);
                     // Blocks only root of the host may use: keel-init's log and record writes
                     // go on when a container has filled the rest (containers' ids are never host
                     // root).
-                    ext4::write(
-                        &mut sink as &mut dyn Sink,
-                        base,
-                        size,
-                        keel_plan::DATA_LABEL,
-                        uuid,
-                        None,
-                        DATA_RESERVED_PERCENT,
-                        &[],
-                    )
-                    .map_err(anyhow::Error::from)?;
+                    let spec = ext4::Spec {
+                        label: keel_plan::DATA_LABEL,
+                        uuid: ext4::uuid_for(&config.name, keel_plan::DATA_LABEL),
+                        inodes: None,
+                        reserved_percent: DATA_RESERVED_PERCENT,
+                    };
+                    ext4::write(&mut sink as &mut dyn Sink, base, size, spec, &[]).map_err(anyhow::Error::from)?;
                 }
             }
         }

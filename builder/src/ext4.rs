@@ -90,19 +90,23 @@ pub fn size_for(trees: &[Root<'_>]) -> (u64, u32) {
     (bytes.div_ceil(1 << 20) << 20, u32::try_from(inodes).unwrap_or(u32::MAX))
 }
 
-/// Build an ext4 filesystem of `size` bytes holding each tree under its name, written into
-/// `sink` at `base`, with `reserved_percent` of its blocks reserved for root. Returns the bytes
-/// of file data written.
-pub fn write(
-    sink: &mut dyn Sink,
-    base: u64,
-    size: u64,
-    label: &str,
-    uuid: [u8; 16],
-    inodes: Option<u32>,
-    reserved_percent: u8,
-    trees: &[Root<'_>],
-) -> Result<u64, Ext4Error> {
+/// What an ext4 filesystem is to be, besides its size and contents.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec<'a> {
+    /// Volume label.
+    pub label: &'a str,
+    /// Filesystem UUID.
+    pub uuid: [u8; 16],
+    /// Inodes to make, or `None` for mke2fs's ratio.
+    pub inodes: Option<u32>,
+    /// Share of the blocks reserved for root.
+    pub reserved_percent: u8,
+}
+
+/// Build an ext4 filesystem of `size` bytes as `spec` says, holding each tree under its name,
+/// written into `sink` at `base`. Returns the bytes of file data written.
+pub fn write(sink: &mut dyn Sink, base: u64, size: u64, spec: Spec<'_>, trees: &[Root<'_>]) -> Result<u64, Ext4Error> {
+    let Spec { label, uuid, inodes, reserved_percent } = spec;
     let err = |e: mkext4::Error| Ext4Error::Build { label: label.to_string(), message: e.to_string() };
     let mut opts = Options::new(size, uuid, EPOCH);
     opts.label = Some(label.to_string());
