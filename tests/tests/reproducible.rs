@@ -1,5 +1,6 @@
 //! Reproducible builds:
-//! - two builds of one config give byte-identical disk images, UKIs and initramfs, on each arch;
+//! - two builds of one config give byte-identical disk images, UKIs, initramfs and provenance
+//!   records, on each arch, and the record names the commit, the compiler and every input's sha256;
 //! - keel-init rebuilt from a copy of the sources at another path, with another `CARGO_HOME`, is
 //!   byte-identical on both arches, and so are the images built with it;
 //! - no path of the build machine (the checkout, cargo's and rustup's homes) is in keel-init,
@@ -17,9 +18,49 @@ fn two_builds_are_identical(arch: Arch) {
     assert_eq!(sha256(&a.img), sha256(&b.img), "{arch}: disk images differ");
     assert_eq!(sha256(&a.efi), sha256(&b.efi), "{arch}: UKIs differ");
     assert_eq!(sha256(&a.initrd), sha256(&b.initrd), "{arch}: initramfs differ");
+    let record = format!("hello-{arch}.provenance.json");
+    assert_eq!(sha256(&a.dir.join(&record)), sha256(&b.dir.join(&record)), "{arch}: provenance records differ");
 }
 
-both_arches!(two_builds_are_identical);
+/// The provenance record names the commit and compiler keel was built from, and the sha256 of
+/// every input, each checked against the file itself.
+fn the_provenance_names_what_went_in(arch: Arch) {
+    let b = build("configs/hello.toml", arch, &format!("provenance-{arch}"));
+    let path = b.dir.join(format!("hello-{arch}.provenance.json"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let s = |p: &str| v.pointer(p).and_then(|x| x.as_str()).unwrap_or_else(|| panic!("no {p} in:\n{text}")).to_string();
+    let out = |cmd: &str, args: &[&str]| String::from_utf8_lossy(&tool(cmd, args).stdout).trim().to_string();
+    let root_s = root().to_string_lossy().into_owned();
+    assert_eq!(s("/keel/commit"), out("git", &["-C", &root_s, "rev-parse", "HEAD"]), "{arch}: commit");
+    assert_eq!(s("/keel/rustc"), out("rustc", &["--version"]), "{arch}: rustc");
+    assert_eq!(s("/arch"), arch.name());
+    assert_eq!(s("/keel-init/sha256"), sha256(&init_in(&root(), arch)), "{arch}: keel-init");
+    assert_eq!(s("/config/sha256"), sha256(&root().join("configs/hello.toml")), "{arch}: config");
+    assert_eq!(s("/uki/sha256"), sha256(&b.efi), "{arch}: UKI");
+    for part in ["kernel", "stub"] {
+        let file = root().join(".cache/debs").join(s(&format!("/{part}/file")));
+        assert_eq!(s(&format!("/{part}/sha256")), sha256(&file), "{arch}: {part} {}", file.display());
+    }
+    // The image: its manifest is the arch's in the layout's index, and every digest is a blob
+    // of the layout whose content hashes to it.
+    let layout = root().join(".cache/oci/busybox");
+    let index = std::fs::read_to_string(layout.join("index.json")).unwrap();
+    let digests = v.pointer("/images/0/digests").and_then(|d| d.as_array()).cloned().unwrap_or_default();
+    let whats: Vec<&str> = digests.iter().filter_map(|d| d["what"].as_str()).collect();
+    assert_eq!(whats, ["manifest", "config", "layer"], "{arch}: {text}");
+    assert!(index.contains(digests[0]["digest"].as_str().unwrap()), "{arch}: the manifest is not in index.json");
+    for d in &digests {
+        let digest = d["digest"].as_str().unwrap();
+        let hex = digest.strip_prefix("sha256:").unwrap_or_else(|| panic!("{digest}"));
+        assert_eq!(sha256(&layout.join("blobs/sha256").join(hex)), hex, "{arch}: blob {digest}");
+    }
+    // Nothing of this machine or this moment.
+    let today = out("date", &["-u", "+%Y-%m-%d"]);
+    assert!(!text.contains(&root_s) && !text.contains(&today), "{arch}: a path or a date in:\n{text}");
+}
+
+both_arches!(two_builds_are_identical, the_provenance_names_what_went_in);
 
 const ARCHES: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
 
