@@ -128,18 +128,27 @@ fn api_call(command: &str, api: &cli::Api, method: &str, path: &str, show: Show)
             return Ok(());
         }
         let mut out = std::io::stdout().lock();
-        if show == Show::Raw {
-            std::io::Write::write_all(&mut out, chunk)?;
-        } else {
-            pending.extend_from_slice(chunk);
-            while let Some(i) = pending.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=i).collect();
+        pending.extend_from_slice(chunk);
+        while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=i).collect();
+            if show == Show::Raw {
+                // Log lines are the containers' own bytes: nothing in them may drive the terminal.
+                let mut safe = Vec::with_capacity(line.len());
+                keel_plan::text::escape(&line[..line.len() - 1], &mut safe);
+                safe.push(b'\n');
+                std::io::Write::write_all(&mut out, &safe)?;
+            } else {
                 let v: serde_json::Value = serde_json::from_slice(&line).unwrap_or_default();
                 writeln!(out, "{}", client::event_line(&v))?;
             }
         }
         std::io::Write::flush(&mut out)
     });
+    if streaming && show == Show::Raw && !pending.is_empty() {
+        let mut safe = Vec::new();
+        keel_plan::text::escape(&pending, &mut safe);
+        println!("{}", String::from_utf8_lossy(&safe));
+    }
     let status = match result {
         Ok(s) => s,
         Err(e) => {

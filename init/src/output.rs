@@ -58,27 +58,7 @@ pub fn prefixed(name: &str, line: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Append `line` to `out` with every control character but tab escaped: C0 and DEL as
-/// `\xNN`, C1 (U+0080–U+009F, which some terminals take as CSI and the like) as `\u{NN}`, and
-/// each byte that is not UTF-8 as `\xNN`. Everything else, backslashes included, is kept.
-pub fn escape(line: &[u8], out: &mut Vec<u8>) {
-    use std::io::Write;
-    for chunk in line.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c == '\t' || !c.is_control() {
-                let mut b = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
-            } else if (c as u32) < 0x80 {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            } else {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
-            }
-        }
-        for b in chunk.invalid() {
-            let _ = write!(out, "\\x{b:02x}");
-        }
-    }
-}
+pub use keel_plan::text::escape;
 
 #[cfg(test)]
 mod tests {

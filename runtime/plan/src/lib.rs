@@ -77,6 +77,7 @@ pub mod caps;
 pub mod crc32;
 pub mod net;
 pub mod seccomp;
+pub mod text;
 
 /// Target architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
