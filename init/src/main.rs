@@ -126,6 +126,10 @@ fn start(plan: &Plan, plan_sha256: &str, signals: io::Result<OwnedFd>) -> anyhow
     timeline::mark(Event::ModulesLoaded(loaded));
     clock::set();
     entropy::report();
+    let absent = keel_runtime::kernfs::absent_masks();
+    if !absent.is_empty() {
+        console::say(format_args!("masks skipped (not in this kernel): {}", absent.join(" ")));
+    }
     let nodes = disks::find(Duration::from_millis(plan.disk_timeout_ms))?;
     let data = disks::node(&nodes, DATA_LABEL);
     // keel-data fills a disk larger than the image: the partition before mounting, ext4 after.

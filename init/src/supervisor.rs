@@ -140,7 +140,7 @@ impl Tracked {
             pid: None,
             streams: [None, None],
             spoke: false,
-            oom: OomWatch::new(None, plan.limits.memory_max),
+            oom: OomWatch::new(None),
             plan: plan.clone(),
             started: Instant::now(),
             backoff: Backoff::new(plan.restart_delay),
@@ -991,7 +991,7 @@ fn launch(c: &mut Tracked, host: &Host, life: &mut Lifecycle, what: &str) -> Res
             timeline::mark(Event::ContainerStart(&c.name));
             c.pid = Some(running.pid);
             if c.cgroup.is_none() {
-                c.oom = OomWatch::new(running.cgroup.clone(), c.plan.limits.memory_max);
+                c.oom = OomWatch::new(running.cgroup.clone());
             }
             c.cgroup = running.cgroup.clone();
             c.streams = streams(&c.name, running);

@@ -114,10 +114,26 @@ impl Cgroup {
         oom_kills(&text).ok_or_else(|| at(&path, io::Error::new(io::ErrorKind::InvalidData, "no oom_kill count")))
     }
 
+    /// The kernel's `memory.max` for this cgroup: `None` for `max` (no limit). This is what the
+    /// kernel enforces, whatever the plan asked for.
+    pub fn memory_max(&self) -> io::Result<Option<u64>> {
+        let path = self.path.join("memory.max");
+        let text = fs::read_to_string(&path).map_err(|e| at(&path, e))?;
+        limit_value(&text).ok_or_else(|| at(&path, io::Error::new(io::ErrorKind::InvalidData, "not a limit")))
+    }
+
     /// Remove the cgroup. Fails with EBUSY while a process is still in it (or not yet fully gone
     /// after being reaped): call again later.
     pub fn remove(&self) -> io::Result<()> {
         fs::remove_dir(&self.path)
+    }
+}
+
+/// A limit file's value: `Some(None)` for `max`, `Some(Some(n))` for a number.
+fn limit_value(text: &str) -> Option<Option<u64>> {
+    match text.trim() {
+        "max" => Some(None),
+        n => n.parse().ok().map(Some),
     }
 }
 
@@ -174,6 +190,11 @@ mod tests {
         assert_eq!(fs::read_to_string(cg.path().join("pids.max")).unwrap(), "7");
         cg.add(42).unwrap();
         assert_eq!(fs::read_to_string(cg.path().join("cgroup.procs")).unwrap(), "42");
+        assert_eq!(cg.memory_max().unwrap(), Some(1 << 20));
+        fs::write(cg.path().join("memory.max"), "max\n").unwrap();
+        assert_eq!(cg.memory_max().unwrap(), None);
+        fs::write(cg.path().join("memory.max"), "lots\n").unwrap();
+        assert!(cg.memory_max().is_err());
     }
 
     #[test]

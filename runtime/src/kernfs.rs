@@ -135,6 +135,18 @@ fn steps_for(
     Ok(steps)
 }
 
+/// The masked and read-only paths that this kernel lacks (judged as [`steps`] judges them), as
+/// absolute paths: keel-init lists them once at boot, so a mask left out is said, not silent.
+pub fn absent_masks() -> Vec<String> {
+    MASKED_FILES
+        .iter()
+        .chain(MASKED_DIRS.iter())
+        .chain(READ_ONLY.iter())
+        .filter(|rel| !on_this_kernel(rel))
+        .map(|rel| format!("/{rel}"))
+        .collect()
+}
+
 /// Whether the running kernel has `rel` (`proc/…` or `sys/…`), judged from the caller's own
 /// /proc and /sys: a path it lacks needs no mask, which saves the container a failing mount. When
 /// the caller's /proc or /sys is not mounted (no `proc/self`, no `sys/kernel`), every path counts
