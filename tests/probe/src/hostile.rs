@@ -15,8 +15,8 @@ const MAX_CHILDREN: usize = 1024;
 const RETRY_EVERY: Duration = Duration::from_millis(100);
 /// The hog allocates in chunks of this size.
 const MIB: usize = 1 << 20;
-/// It reports every this many MiB.
-const REPORT_EVERY_MIB: usize = 16;
+/// It reports every this many MiB (often enough to show its size near a 32 MiB limit).
+const REPORT_EVERY_MIB: usize = 4;
 /// And stops growing (and holds) here if nothing kills it first.
 const HOG_CAP_MIB: usize = 1024;
 

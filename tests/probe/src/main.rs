@@ -20,7 +20,8 @@ mod workloads;
 
 use report::say;
 
-const USAGE: &str = "usage: keel-probe check | fork-bomb SECONDS | hog | spin SECONDS | \
+const USAGE: &str =
+    "usage: keel-probe check [LIMIT=VALUE...] | filter-only | fork-bomb SECONDS | hog | spin SECONDS | \
     heartbeat INTERVAL_MS COUNT | sleep SECONDS | exit CODE | records DIR INTERVAL_MS";
 
 fn main() {
@@ -39,7 +40,8 @@ fn main() {
 /// Runs the mode `args` names; `Err` for a bad command line.
 fn dispatch(args: &[&str]) -> Result<i32, String> {
     match args {
-        ["check"] => Ok(checks::run()),
+        ["check", limits @ ..] => Ok(checks::run(limits)),
+        ["filter-only"] => Ok(checks::filter_only()),
         ["fork-bomb", secs] => Ok(hostile::fork_bomb(number(secs)?)),
         ["hog"] => hostile::hog(),
         ["spin", secs] => Ok(hostile::spin(number(secs)?)),
@@ -66,7 +68,6 @@ mod tests {
         assert_eq!(dispatch(&["exit", "3"]), Ok(3));
         assert!(dispatch(&["exit", "x"]).is_err());
         assert!(dispatch(&[]).is_err());
-        assert!(dispatch(&["check", "extra"]).is_err());
         assert!(dispatch(&["heartbeat", "10"]).is_err());
         assert_eq!(number::<u64>("42"), Ok(42));
         assert!(number::<u64>("-1").is_err());

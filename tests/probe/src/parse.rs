@@ -1,5 +1,5 @@
 //! Pure parsers for the kernel's text files: /proc/self/status, uid_map, namespace links,
-//! /proc/net/dev and the flat-keyed cgroup files. No I/O, so they are unit-tested here.
+//! /proc/net/dev, /proc/self/mountinfo and the flat-keyed cgroup files. No I/O, so they are unit-tested here.
 
 /// The value of `Key:` in /proc/PID/status, trimmed (`CapEff:\t0000…` → `0000…`).
 pub fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
@@ -48,6 +48,64 @@ pub fn ns_inode(link: &str) -> Option<u64> {
 /// Interface names in /proc/net/dev (two header lines, then `name: counters…`).
 pub fn net_dev_interfaces(text: &str) -> Vec<&str> {
     text.lines().skip(2).filter_map(|l| l.split_once(':').map(|(name, _)| name.trim())).collect()
+}
+
+/// One line of /proc/PID/mountinfo, as far as the checks need it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    /// Where it is mounted (octal escapes such as `\040` decoded).
+    pub point: String,
+    /// The per-mount options (`ro,nosuid,…`).
+    pub options: String,
+    /// The filesystem type after the ` - ` separator.
+    pub fstype: String,
+}
+
+impl Mount {
+    /// The mount itself is read-only (its per-mount `ro`, not the superblock's).
+    pub fn read_only(&self) -> bool {
+        self.options.split(',').any(|o| o == "ro")
+    }
+}
+
+/// Every well-formed line of a mountinfo text, in order (a later mount at the same point is
+/// on top of an earlier one).
+pub fn mountinfo(text: &str) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|l| {
+            let (before, after) = l.split_once(" - ")?;
+            let f: Vec<&str> = before.split(' ').collect();
+            let (point, options) = (f.get(4)?, f.get(5)?);
+            let fstype = after.split(' ').next()?;
+            Some(Mount { point: unescape(point), options: options.to_string(), fstype: fstype.to_string() })
+        })
+        .collect()
+}
+
+/// The topmost mount at `point`, if something is mounted exactly there.
+pub fn mount_at<'a>(mounts: &'a [Mount], point: &str) -> Option<&'a Mount> {
+    mounts.iter().rev().find(|m| m.point == point)
+}
+
+/// Decodes the kernel's `\NNN` octal escapes (space, tab, newline, backslash).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        let code = b.get(i + 1..i + 4).and_then(|d| u8::from_str_radix(std::str::from_utf8(d).ok()?, 8).ok());
+        match (c, code) {
+            (b'\\', Some(v)) => {
+                out.push(v);
+                i += 4;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The value of `key` in a flat-keyed file (`nr_throttled 3` in cpu.stat, `max 0` in
@@ -124,5 +182,23 @@ mod tests {
         assert_eq!(keyed("max 12\n", "max"), Some("12"));
         assert_eq!(one_word("25000 100000\n"), "25000/100000");
         assert_eq!(one_word("max\n"), "max");
+    }
+
+    #[test]
+    fn mountinfo_lines() {
+        let text = "22 1 0:21 / /proc rw,nosuid,nodev,noexec - proc proc rw\n\
+                    23 22 0:5 /null /proc/kcore rw,nosuid - devtmpfs udev rw\n\
+                    24 22 0:21 /sys /proc/sys ro,nosuid,nodev,noexec - proc proc rw\n\
+                    25 1 8:1 / /mnt/a\\040b rw - ext4 /dev/sda1 rw\n\
+                    garbage\n\
+                    26 22 0:21 /sys /proc/sys rw - proc proc rw\n";
+        let m = mountinfo(text);
+        assert_eq!(m.len(), 5);
+        assert_eq!(m[1].point, "/proc/kcore");
+        assert_eq!(m[1].fstype, "devtmpfs");
+        assert!(m[2].read_only() && !m[0].read_only());
+        assert_eq!(m[3].point, "/mnt/a b");
+        assert!(!mount_at(&m, "/proc/sys").is_some_and(Mount::read_only), "the topmost mount counts");
+        assert!(mount_at(&m, "/proc/keys").is_none());
     }
 }

@@ -315,6 +315,24 @@ pub fn unshare(flags: i32) -> Result<libc::c_long, Errno> {
     check(r)
 }
 
+/// io_uring_setup(2) of a one-entry ring: if allowed, the ring's fd is closed at once.
+pub fn io_uring_setup_one() -> Result<libc::c_long, Errno> {
+    // struct io_uring_params is 120 bytes; all zero asks for the defaults.
+    let mut params = [0u64; 15];
+    // SAFETY: `params` is 120 writable bytes that the kernel reads and fills in during the call.
+    let r = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1 as libc::c_uint, params.as_mut_ptr()) };
+    close_returned(check(r))
+}
+
+/// userfaultfd(UFFD_USER_MODE_ONLY | O_CLOEXEC): the flag that needs no privilege since 5.11;
+/// if allowed, the fd is closed at once.
+pub fn userfaultfd_user_mode() -> Result<libc::c_long, Errno> {
+    const UFFD_USER_MODE_ONLY: libc::c_int = 1;
+    // SAFETY: userfaultfd takes an integer of flags.
+    let r = unsafe { libc::syscall(libc::SYS_userfaultfd, UFFD_USER_MODE_ONLY | libc::O_CLOEXEC) };
+    close_returned(check(r))
+}
+
 /// open_by_handle_at(2) on fd -1 with an empty handle: EPERM without CAP_DAC_READ_SEARCH, then
 /// a handle of 0 bytes is EINVAL.
 pub fn open_by_handle_at_bad_fd() -> Result<libc::c_long, Errno> {

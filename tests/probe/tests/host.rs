@@ -43,10 +43,12 @@ const CHECKS: &[&str] = &[
     "deny-af-packet",
     "no-block-devices",
     "proc-kcore-masked",
-    "proc-sysrq-masked",
     "rootfs-read-only",
     "sys-read-only",
     "tmp-writable",
+    "masked-paths",
+    "read-only-paths",
+    "proc-sysrq-masked",
     "cgroup-limits-visible",
     "allowed-syscalls",
     "net-interfaces",
@@ -71,6 +73,10 @@ const MUST_FAIL_ON_HOST: &[&str] = &[
     "deny-af-packet",
     "rootfs-read-only",
     "sys-read-only",
+    "masked-paths",
+    "read-only-paths",
+    "proc-sysrq-masked",
+    "cgroup-limits-visible",
     "net-raw-socket",
 ];
 
@@ -164,6 +170,76 @@ fn check_finds_the_holes_of_a_bare_host() {
     assert!(!Path::new("/probe-write").exists(), "/probe-write left behind");
 }
 
+/// As root with every capability and no seccomp filter, each call of `filter-only` is allowed
+/// (or refused for another reason than EPERM), so every `filter-*` check fails: each can.
+#[test]
+fn filter_only_fails_without_a_filter() {
+    require_root();
+    let (out, lines) = probe(&["filter-only"]);
+    assert_eq!(out.status.code(), Some(1), "{lines:?}");
+    assert!(lines.iter().any(|l| l.starts_with("probe: ok caps-granted ")), "{lines:#?}");
+    let failed: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("probe: FAIL filter-"))
+        .filter_map(|r| r.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        failed,
+        ["mount", "keyctl", "ptrace", "perf-event-open", "unshare-user", "io-uring-setup", "userfaultfd"],
+        "{lines:#?}"
+    );
+    assert_eq!(lines.last().map(String::as_str), Some("probe: summary 1 ok 7 failed"));
+    // Without the capabilities, caps-granted fails too.
+    let nobody = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", PROBE, "filter-only"])
+        .output()
+        .expect("run setpriv");
+    let text = String::from_utf8_lossy(&nobody.stdout);
+    assert!(text.lines().any(|l| l.starts_with("probe: FAIL caps-granted CapEff=0000000000000000 lacks")), "{text}");
+}
+
+/// The checks that `keel-probe check` FAILs when run as `wrapper… keel-probe check`.
+fn failed_under(wrapper: &[&str]) -> Vec<String> {
+    let (program, args) = wrapper.split_first().expect("a wrapper command");
+    let out = Command::new(program).args(args).args([PROBE, "check"]).output().expect("run keel-probe");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("probe: summary "),
+        "{wrapper:?}: no summary:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines()
+        .filter_map(|l| l.strip_prefix("probe: FAIL "))
+        .filter_map(|r| r.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every check is seen failing on this host, so none passes in the guest by construction. The
+/// bare host as root fails most of them; the rest fail where their subject is broken:
+/// - as `nobody` with RLIMIT_NPROC at 1: `net-bind-80` (port 80 needs privilege on the host)
+///   and `allowed-syscalls` (fork fails with EAGAIN);
+/// - in a private mount namespace with /tmp read-only and a readable `kcore` in a tmpfs over
+///   /proc: `tmp-writable` and `proc-kcore-masked`.
+#[test]
+fn every_check_is_seen_failing() {
+    require_root();
+    let mut seen = failed_under(&["env"]);
+    seen.extend(failed_under(&[
+        "prlimit",
+        "--nproc=1:1",
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ]));
+    let broken = "mount --bind /tmp /tmp && mount -o remount,bind,ro /tmp && mount -t tmpfs keel-probe-proc /proc \
+         && echo core > /proc/kcore && exec \"$0\" \"$@\"";
+    seen.extend(failed_under(&["unshare", "--mount", "--propagation", "private", "sh", "-c", broken]));
+    let never: Vec<&&str> = CHECKS.iter().filter(|c| !seen.iter().any(|s| s == **c)).collect();
+    assert!(never.is_empty(), "checks never seen failing: {never:?}");
+}
+
 #[test]
 fn heartbeat_keeps_its_schedule() {
     let started = Instant::now();
@@ -209,7 +285,7 @@ fn spin_reports_its_share() {
 
 #[test]
 fn bad_command_lines_exit_2() {
-    for args in [&[][..], &["nope"], &["spin"], &["heartbeat", "x", "1"], &["check", "extra"]] {
+    for args in [&[][..], &["nope"], &["spin"], &["heartbeat", "x", "1"], &["filter-only", "extra"]] {
         let (out, lines) = probe(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {lines:?}");
         assert!(lines.len() == 1 && lines[0].contains("usage: keel-probe"), "{lines:?}");

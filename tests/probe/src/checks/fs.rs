@@ -1,4 +1,4 @@
-//! Filesystems: no block devices, masked /proc entries, read-only root and /sys, writable /tmp.
+//! Filesystems: no block devices, /proc/kcore masked, read-only root and /sys, writable /tmp.
 
 use std::ffi::CStr;
 use std::fs::{self, OpenOptions};
@@ -16,12 +16,11 @@ const DISKS: [&str; 4] = ["/dev/vda", "/dev/sda", "/dev/nvme0n1", "/dev/mmcblk0"
 /// How deep the /dev walk goes (it has no cycles without symlinks, which it does not follow).
 const MAX_DEPTH: usize = 8;
 
-/// Records no-block-devices, proc-kcore-masked, proc-sysrq-masked, rootfs-read-only,
-/// sys-read-only and tmp-writable.
+/// Records no-block-devices, proc-kcore-masked, rootfs-read-only, sys-read-only and
+/// tmp-writable (the other masks are `masks`' checks).
 pub fn run(report: &mut Report, scratch: &Scratch) {
     report.record("no-block-devices", no_block_devices());
     report.record("proc-kcore-masked", kcore_masked());
-    report.record("proc-sysrq-masked", sysrq_masked());
     report.record("rootfs-read-only", rootfs_read_only());
     report.record("sys-read-only", read_only_mount(c"/sys").and_then(|d| verdict(d == "ro", format!("/sys {d}"))));
     report.record("tmp-writable", tmp_writable(scratch));
@@ -84,15 +83,6 @@ fn kcore_masked() -> Outcome {
         Ok(0) => Ok("reads 0 bytes".to_string()),
         Ok(_) => Err(format!("readable, size {}", meta.len())),
         Err(e) => Err(format!("not masked (a regular file, open/read: {})", Errno::from_io(&e))),
-    }
-}
-
-/// /proc/sysrq-trigger cannot be opened for writing (it is never written to).
-fn sysrq_masked() -> Outcome {
-    match OpenOptions::new().write(true).open("/proc/sysrq-trigger") {
-        Ok(_) => Err("opened for writing".to_string()),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok("absent".to_string()),
-        Err(e) => Ok(format!("open for writing: {}", Errno::from_io(&e))),
     }
 }
 

@@ -66,7 +66,7 @@ pub fn run(report: &mut Report, scratch: &Scratch) {
 }
 
 /// A child's exit code for a call's result: 0 if it succeeded, else its errno (1-255).
-fn exit_code(r: Result<libc::c_long, Errno>) -> i32 {
+pub(super) fn exit_code(r: Result<libc::c_long, Errno>) -> i32 {
     match r {
         Ok(_) => 0,
         Err(Errno(e)) if (1..=255).contains(&e) => e,
@@ -75,7 +75,7 @@ fn exit_code(r: Result<libc::c_long, Errno>) -> i32 {
 }
 
 /// The verdict on a denied call from how its child ended.
-fn denied(end: Result<WaitStatus, Errno>) -> Outcome {
+pub(super) fn denied(end: Result<WaitStatus, Errno>) -> Outcome {
     match end {
         Ok(WaitStatus::Exited(libc::EPERM)) => Ok("EPERM".to_string()),
         Ok(WaitStatus::Exited(0)) => Err("allowed: the call succeeded".to_string()),
