@@ -38,16 +38,40 @@ struct Case {
     absent: Vec<String>,
 }
 
-/// A line matches a pattern when the pattern's `*`-separated pieces are in it, in order.
+/// A line matches a pattern when the pattern's `*`-separated pieces are in it, in order, each
+/// as whole tokens: a piece that starts (ends) with a word character does not start (end) inside
+/// a word of the line, so `pid 1` is not found in `pid 17` nor `in hello` in `in hello-host`.
+/// A pattern ending in `$` must reach the end of the line.
 fn matches(line: &str, pattern: &str) -> bool {
+    let (pattern, anchored) = match pattern.strip_suffix('$') {
+        Some(p) => (p, true),
+        None => (pattern, false),
+    };
     let mut rest = line;
+    let mut before: Option<char> = None;
     for piece in pattern.split('*') {
-        match rest.find(piece) {
-            Some(at) => rest = &rest[at + piece.len()..],
-            None => return false,
-        }
+        let Some(at) = find_token(rest, before, piece) else { return false };
+        before = rest[..at + piece.len()].chars().next_back().or(before);
+        rest = &rest[at + piece.len()..];
     }
-    true
+    !anchored || rest.is_empty() || pattern.ends_with('*')
+}
+
+/// A word character of a token: host names and identifiers are made of these.
+fn word(c: char) -> bool {
+    c.is_alphanumeric() || c == '-' || c == '_'
+}
+
+/// Where `piece` first occurs in `hay` as whole tokens; `before` is the character before `hay`.
+fn find_token(hay: &str, before: Option<char>, piece: &str) -> Option<usize> {
+    let starts_word = piece.chars().next().is_some_and(word);
+    let ends_word = piece.chars().next_back().is_some_and(word);
+    hay.match_indices(piece).map(|(at, _)| at).find(|&at| {
+        let prev = hay[..at].chars().next_back().or(before);
+        let next = hay[at + piece.len()..].chars().next();
+        let cuts_a_word = (starts_word && prev.is_some_and(word)) || (ends_word && next.is_some_and(word));
+        !cuts_a_word
+    })
 }
 
 /// Index of the first line at or after `from` matching `pattern`.
@@ -121,9 +145,33 @@ fn main() {
             }));
         }
     }
+    trials.push(Trial::test("matcher", || matcher().map_err(Failed::from)));
     libtest_mimic::run(&args, trials).exit();
 }
 
 fn panic_message(e: &Box<dyn std::any::Any + Send>) -> String {
     e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+}
+
+/// The pattern rules, on lines that a loose substring match would have taken.
+fn matcher() -> Result<(), String> {
+    let greeting = "hello| Hello from keel! I am 0 in hello on x86_64, pid 1$";
+    let cases = [
+        ("hello| Hello from keel! I am 0 in hello on x86_64, pid 1", greeting, true),
+        ("hello| Hello from keel! I am 0 in hello on x86_64, pid 17", greeting, false),
+        ("hello| Hello from keel! I am 0 in hello on x86_64, pid 1 or 2", greeting, false),
+        ("hello| Hello from keel! I am 10 in hello on x86_64, pid 1", greeting, false),
+        ("x| in hello-host on", "in hello on", false),
+        ("x| in hello-host on", "in hello", false),
+        ("[ 1.2] keel-timeline: 0.5 container-start hello", "keel-timeline:*container-start hello", true),
+        ("keel-timeline: container-start hello2", "keel-timeline:*container-start hello", false),
+        ("container hello exited with status 0", "exited with status 0$", true),
+        ("container hello exited with status 0", "*status*", true),
+    ];
+    for (line, pattern, want) in cases {
+        if matches(line, pattern) != want {
+            return Err(format!("{pattern:?} on {line:?}: want {want}"));
+        }
+    }
+    Ok(())
 }

@@ -5,9 +5,10 @@
 //!   filter that denies the dangerous calls, no host block devices, masked /proc and read-only
 //!   root and /sys. Any `FAIL` line fails the test; so does a missing check. The mount and
 //!   network namespace inodes it prints are compared with the ones keel-init prints for itself.
-//! - `configs/hostile.toml`: a fork bomb, a memory hog and a CPU spinner beside a heartbeat. The
-//!   limits hold, the OOM kill is reported by name and for the hog alone, the spinner's CPU
-//!   share is measured, and the heartbeat keeps its schedule.
+//! - `configs/hostile.toml`: a fork bomb, a memory hog and a CPU spinner beside a heartbeat, on
+//!   both arches. The limits hold (their values read from the cgroup inside), the OOM kill is
+//!   reported by name, with the kernel's limit, and for the hog alone, the spinner's CPU share is
+//!   measured, and the heartbeat keeps its schedule. The hog check fails on an unlimited hog.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -47,6 +48,8 @@ const REQUIRED_CHECKS: &[&str] = &[
     "no-block-devices",
     "proc-kcore-masked",
     "proc-sysrq-masked",
+    "masked-paths",
+    "read-only-paths",
     "rootfs-read-only",
     "sys-read-only",
     "tmp-writable",
@@ -98,6 +101,10 @@ fn checker_finds_no_hole(arch: Arch) {
         assert!(!mine.contains(host.as_str()), "{arch}: container shares the host's {kind} namespace {host}");
     }
     assert!(console.contains("container check exited with status 0"), "{arch}: checker failed:\n{console}");
+    for l in lines.iter().filter(|l| ["masked-paths", "read-only-paths", "cgroup-limits"].iter().any(|c| l.contains(c)))
+    {
+        eprintln!("{arch}: {l}");
+    }
     eprintln!("{arch}: {} checks passed; {summary}", ok.len());
 }
 
@@ -108,31 +115,65 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace().find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
 }
 
-#[test]
-fn hostile_neighbours_are_contained_x86_64() {
-    let arch = Arch::X86_64;
+/// The hog's limit, as configs/hostile.toml sets it.
+const HOG_LIMIT_MIB: u64 = 32;
+
+/// The memory limit held the hog: the kernel's own `memory.max` (which the hog read from its
+/// cgroup) is the config's, no size the hog reported reached it, and keel-init reported the OOM
+/// kill with that limit, for the hog alone. `Err` says what did not hold.
+fn hog_was_held(run: &Run) -> Result<String, String> {
+    let console = &run.console;
+    let hog = run.output("hog");
+    let start = hog.iter().find(|l| l.starts_with("probe: hog start")).ok_or("the hog never started")?;
+    let limit = HOG_LIMIT_MIB << 20;
+    if field(start, "memory.max") != Some(limit.to_string().as_str()) {
+        return Err(format!("the hog's cgroup does not hold the limit of {HOG_LIMIT_MIB} MiB: {start}"));
+    }
+    let sizes: Vec<u64> =
+        hog.iter().filter_map(|l| l.strip_prefix("probe: hog ")?.strip_suffix(" MiB")?.parse().ok()).collect();
+    let last = *sizes.last().ok_or("the hog reported no size")?;
+    if last >= HOG_LIMIT_MIB {
+        return Err(format!("the hog reported {last} MiB, over its {HOG_LIMIT_MIB} MiB limit"));
+    }
+    let oom: Vec<&str> = console.lines().filter(|l| l.starts_with("keel: ") && l.contains("out of memory")).collect();
+    let want = format!("container hog: out of memory: the kernel killed 1 process (memory.max {HOG_LIMIT_MIB} MiB)");
+    if !oom.iter().any(|l| l.contains(&want)) {
+        return Err(format!("no OOM report `{want}`: {oom:?}"));
+    }
+    if !oom.iter().all(|l| l.contains("container hog")) {
+        return Err(format!("OOM reported for another container: {oom:?}"));
+    }
+    if !console.contains("container hog killed by signal SIGKILL") {
+        return Err("the hog was not killed by SIGKILL".to_string());
+    }
+    Ok(format!("memory.max={limit}, last reported {last} MiB"))
+}
+
+fn hostile_neighbours_are_contained(arch: Arch) {
     let run = boot("configs/hostile.toml", arch);
     let console = &run.console;
 
-    // Fork bomb: stopped by pids.max = 64.
+    // Fork bomb: stopped by pids.max = 64 at exactly 64 processes (the probe and its 63
+    // children: nothing else runs in its cgroup), and the kernel counted the refusals.
     let bomb = run.output("bomb");
     let stopped = bomb.iter().find(|l| l.starts_with("probe: fork-bomb stopped at")).unwrap_or_else(|| {
         panic!("the fork bomb never hit its limit:\n{console}");
     });
     let n: u64 = stopped.split_whitespace().nth(4).and_then(|n| n.parse().ok()).expect("process count");
-    assert!((8..=64).contains(&n), "fork bomb got {n} processes with pids.max = 64: {stopped}");
-    assert!(stopped.contains("EAGAIN"), "fork bomb stopped for another reason: {stopped}");
+    assert_eq!(n, 64, "fork bomb got {n} processes with pids.max = 64: {stopped}");
+    assert!(stopped.contains("(EAGAIN)"), "fork bomb stopped for another reason: {stopped}");
+    assert_eq!(field(stopped, "pids.max"), Some("64"), "{stopped}");
+    let refused: u64 = field(stopped, "pids.events.max").and_then(|s| s.parse().ok()).unwrap_or(0);
+    assert!(refused >= 1, "the kernel counted no refused fork: {stopped}");
     assert!(console.contains("container bomb exited with status 0"), "bomb did not finish:\n{console}");
 
-    // Memory hog: OOM-killed, reported by name, and alone.
-    let oom: Vec<&str> = console.lines().filter(|l| l.starts_with("keel: ") && l.contains("out of memory")).collect();
-    assert!(oom.iter().any(|l| l.contains("container hog")), "no OOM report for the hog:\n{console}");
-    assert!(oom.iter().all(|l| l.contains("container hog")), "OOM reported for another container: {oom:?}");
-    assert!(console.contains("container hog killed by signal SIGKILL"), "hog not killed:\n{console}");
+    // Memory hog: held by its own cgroup's limit, OOM-killed, reported by name, and alone.
+    let hog = hog_was_held(&run).unwrap_or_else(|why| panic!("{why}\n{console}"));
 
     // Spinner: held to cpus = 0.25.
     let spin = run.output("spin");
     let line = spin.iter().find(|l| l.starts_with("probe: spin ")).expect("spinner report");
+    assert_eq!(field(line, "cpu.max"), Some("25000/100000"), "{line}");
     let share: f64 = field(line, "share").and_then(|s| s.parse().ok()).expect("share");
     assert!((0.10..=0.35).contains(&share), "spinner used {share} of a CPU with cpus = 0.25: {line}");
     let throttled: u64 = field(line, "nr_throttled").and_then(|s| s.parse().ok()).expect("nr_throttled");
@@ -147,7 +188,23 @@ fn hostile_neighbours_are_contained_x86_64() {
     assert!(late_ms <= 1000, "a heartbeat was {late_ms} ms late: {done}");
     assert!(max_gap <= Duration::from_millis(1500), "heartbeats {max_gap:?} apart on the console (interval 250 ms)");
     eprintln!(
-        "hostile: bomb stopped at {n} processes; hog OOM-killed and reported; spinner share {share} \
+        "{arch} hostile: bomb stopped at {n} processes ({refused} refused); hog {hog}; spinner share {share} \
          (throttled {throttled} times); heartbeat max lateness {late_ms} ms in guest, max console gap {max_gap:?}"
     );
+}
+
+both_arches!(hostile_neighbours_are_contained);
+
+/// The hog check can fail: the same hog with no memory limit (tests/scenarios/hog-unlimited.toml)
+/// grows past 32 MiB until the guest's own OOM killer takes it, and the check says so.
+#[test]
+fn an_unlimited_hog_fails_the_check_x86_64() {
+    let run = Scenario::new("hog-unlimited", Arch::X86_64, &[]).boot(Duration::from_secs(400));
+    match hog_was_held(&run) {
+        Ok(held) => panic!("the check passed a hog with no memory limit: {held}\n{}", run.console),
+        Err(why) => {
+            assert!(why.contains("does not hold the limit"), "{why}");
+            eprintln!("unlimited hog: {why}");
+        }
+    }
 }
