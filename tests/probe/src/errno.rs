@@ -64,6 +64,7 @@ fn errno_name(e: i32) -> Option<&'static str> {
         libc::ESPIPE => "ESPIPE",
         libc::EROFS => "EROFS",
         libc::EPIPE => "EPIPE",
+        libc::EPROTO => "EPROTO",
         libc::ERANGE => "ERANGE",
         libc::ENAMETOOLONG => "ENAMETOOLONG",
         libc::ENOSYS => "ENOSYS",
@@ -77,6 +78,10 @@ fn errno_name(e: i32) -> Option<&'static str> {
         libc::ENETDOWN => "ENETDOWN",
         libc::ENETUNREACH => "ENETUNREACH",
         libc::ENOTCONN => "ENOTCONN",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::ETIMEDOUT => "ETIMEDOUT",
         libc::ENOTEMPTY => "ENOTEMPTY",
         _ => return None,
     };

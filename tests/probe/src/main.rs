@@ -2,14 +2,15 @@
 //!
 //! It runs as a container's pid 1 in a booted keel guest. `check` prints one line per isolation
 //! check (`probe: ok NAME DETAIL` / `probe: FAIL NAME DETAIL`) and a summary; the other modes
-//! are workloads (fork bomb, memory hog, CPU spinner, heartbeat, sleep, exit, and fsynced
-//! records for power-cut tests). Every line goes out in one write(2), and nothing panics: a
+//! are workloads (fork bomb, memory hog, CPU spinner, heartbeat, sleep, exit, fsynced records
+//! for power-cut tests, and two containers colluding over a passed pipe). Every line goes out in one write(2), and nothing panics: a
 //! problem becomes a line.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 mod cgroup;
 mod checks;
 mod child;
+mod collude;
 mod errno;
 mod hostile;
 mod parse;
@@ -22,7 +23,8 @@ use report::say;
 
 const USAGE: &str =
     "usage: keel-probe check [LIMIT=VALUE...] | filter-only | fork-bomb SECONDS | hog | spin SECONDS | \
-    heartbeat INTERVAL_MS COUNT | sleep SECONDS | exit CODE | records DIR INTERVAL_MS";
+    heartbeat INTERVAL_MS COUNT | sleep SECONDS | exit CODE | records DIR INTERVAL_MS | pass-stdout SOCKET | \
+    write-passed SOCKET SECONDS";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -49,6 +51,8 @@ fn dispatch(args: &[&str]) -> Result<i32, String> {
         ["sleep", secs] => Ok(workloads::sleep(number(secs)?)),
         ["exit", code] => Ok(number(code)?),
         ["records", dir, interval] => Ok(records::run(dir, number(interval)?)),
+        ["pass-stdout", socket] => Ok(collude::pass_stdout(socket)),
+        ["write-passed", socket, secs] => Ok(collude::write_passed(socket, number(secs)?)),
         [] => Err("no mode given".to_string()),
         other => Err(format!("unknown arguments {other:?}")),
     }
@@ -69,6 +73,8 @@ mod tests {
         assert!(dispatch(&["exit", "x"]).is_err());
         assert!(dispatch(&[]).is_err());
         assert!(dispatch(&["heartbeat", "10"]).is_err());
+        assert!(dispatch(&["write-passed", "/s", "x"]).is_err());
+        assert!(dispatch(&["pass-stdout"]).is_err());
         assert_eq!(number::<u64>("42"), Ok(42));
         assert!(number::<u64>("-1").is_err());
     }

@@ -452,3 +452,138 @@ pub fn interface_names() -> Result<Vec<(u32, String)>, Errno> {
     unsafe { libc::if_freenameindex(head) };
     Ok(out)
 }
+
+/// poll(2) once on `fds` for at most `timeout`: how many have events (their `revents` set).
+/// An interruption is `Err(EINTR)`.
+pub fn poll(fds: &mut [libc::pollfd], timeout: Duration) -> Result<usize, Errno> {
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    let count = libc::nfds_t::try_from(fds.len()).map_err(|_| Errno(libc::EINVAL))?;
+    // SAFETY: `fds` is a live, exclusively borrowed slice of `count` pollfds for the whole call;
+    // the kernel writes only their `revents`.
+    let r = unsafe { libc::poll(fds.as_mut_ptr(), count, ms) };
+    check(r.into()).map(|n| usize::try_from(n).unwrap_or(0))
+}
+
+/// Sets O_NONBLOCK on `fd`'s open file description (fcntl F_GETFL, then F_SETFL).
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    // SAFETY: F_GETFL takes no third argument and reads no memory of ours.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    check(flags.into())?;
+    // SAFETY: F_SETFL takes an integer of flags and reads no memory of ours.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) };
+    check(r.into()).map(drop)
+}
+
+/// Room for the control message of one descriptor, in u64 words so that it is aligned for
+/// `struct cmsghdr` (CMSG_SPACE(4) is 24 bytes on 64-bit Linux; 8 words leave plenty).
+const CONTROL_WORDS: usize = 8;
+
+/// sendmsg(2) of one byte, `byte`, with `fd` attached (SCM_RIGHTS) on the unix socket `sock`.
+pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>, byte: u8) -> Result<(), Errno> {
+    let mut byte = byte;
+    let mut iov = libc::iovec { iov_base: ptr::addr_of_mut!(byte).cast(), iov_len: 1 };
+    let mut control = [0u64; CONTROL_WORDS];
+    let size = std::mem::size_of::<libc::c_int>() as libc::c_uint;
+    // SAFETY: CMSG_SPACE only computes a length.
+    let space = unsafe { libc::CMSG_SPACE(size) } as usize;
+    if space > std::mem::size_of_val(&control) {
+        return Err(Errno(libc::EINVAL));
+    }
+    // SAFETY: msghdr is plain data (integers and pointers); all zeroes is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: msg_control points at `control`, which holds `space` bytes (checked above).
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    if cmsg.is_null() {
+        return Err(Errno(libc::EINVAL));
+    }
+    // SAFETY: `cmsg` points at the start of `control`; the header and the one int after it
+    // (CMSG_DATA) lie within the `space` bytes checked above, which outlive the writes.
+    unsafe {
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(size) as _;
+        libc::CMSG_DATA(cmsg).cast::<libc::c_int>().write_unaligned(fd.as_raw_fd());
+    }
+    loop {
+        // SAFETY: `msg` points at the iovec's one byte and at `control`, all alive on our stack
+        // for the call; the kernel only reads them. `sock` is an open descriptor borrowed for it.
+        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        match check(n as libc::c_long) {
+            Ok(1) => return Ok(()),
+            Ok(_) => return Err(Errno(libc::EPROTO)),
+            Err(Errno(libc::EINTR)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// What one recvmsg(2) on a unix socket brought.
+#[derive(Debug)]
+pub enum Received {
+    /// A byte with a descriptor attached to it (close-on-exec).
+    Fd(OwnedFd),
+    /// A byte without a descriptor.
+    Byte(u8),
+    /// The peer closed the connection.
+    End,
+}
+
+/// recvmsg(2) of one byte and at most one descriptor (SCM_RIGHTS) on the unix socket `sock`,
+/// retried on EINTR. Any further descriptor that arrives is closed.
+pub fn recv_fd(sock: BorrowedFd<'_>) -> Result<Received, Errno> {
+    let mut byte = 0u8;
+    let mut iov = libc::iovec { iov_base: ptr::addr_of_mut!(byte).cast(), iov_len: 1 };
+    let mut control = [0u64; CONTROL_WORDS];
+    // SAFETY: msghdr is plain data (integers and pointers); all zeroes is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    let n = loop {
+        // SAFETY: recvmsg writes at most one byte into `byte` (the iovec) and at most
+        // `msg_controllen` bytes into `control`, both on our stack and alive for the call.
+        let r = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        match check(r as libc::c_long) {
+            Err(Errno(libc::EINTR)) => continue,
+            other => break other?,
+        }
+    };
+    let mut first: Option<OwnedFd> = None;
+    // SAFETY: `msg` was filled in by recvmsg; CMSG_FIRSTHDR and CMSG_NXTHDR stay within
+    // `msg_control`/`msg_controllen` (set by the kernel to what it wrote) and return null at the end.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !cmsg.is_null() {
+        // SAFETY: a non-null header from CMSG_FIRSTHDR/CMSG_NXTHDR lies within `control`.
+        let (level, kind, len) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type, (*cmsg).cmsg_len as usize) };
+        if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
+            // SAFETY: CMSG_LEN only computes a length.
+            let header = unsafe { libc::CMSG_LEN(0) } as usize;
+            let count = len.saturating_sub(header) / std::mem::size_of::<libc::c_int>();
+            // SAFETY: CMSG_DATA points just past this header, inside `control`.
+            let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
+            for i in 0..count {
+                // SAFETY: the kernel wrote `count` ints after the header, inside `control`; they
+                // may be unaligned.
+                let raw = unsafe { data.add(i).read_unaligned() };
+                // SAFETY: the kernel just installed `raw` in our table as a new descriptor that
+                // nothing else owns; this OwnedFd is its only owner.
+                let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+                if first.is_none() {
+                    first = Some(fd);
+                } // else: dropped, so closed
+            }
+        }
+        // SAFETY: as for CMSG_FIRSTHDR above; `cmsg` is a header inside `control`.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+    }
+    Ok(match (n, first) {
+        (0, _) => Received::End,
+        (_, Some(fd)) => Received::Fd(fd),
+        (_, None) => Received::Byte(byte),
+    })
+}
