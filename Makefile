@@ -10,7 +10,8 @@ TEST_THREADS ?= 2
 CARGO_HOME ?= $(HOME)/.cargo
 export RUSTFLAGS := $(RUSTFLAGS) --remap-path-prefix=$(CURDIR)=/keel --remap-path-prefix=$(abspath $(CARGO_HOME))=/cargo
 
-.PHONY: all setup build init init-bins test-bins demo test check bench lint fmt clean
+.PHONY: all setup build init init-bins test-bins demo test check bench lint fmt clean fuzz fuzz-build fuzz-seeds \
+	fuzz-corpus
 
 all: build
 
@@ -51,6 +52,7 @@ test: test-bins
 	$(CARGO) fmt --all -- --check
 	$(CARGO) test --profile $(TEST_PROFILE) --workspace --exclude keel-init -- --test-threads=$(TEST_THREADS)
 	$(CARGO) test --profile $(TEST_PROFILE) -p keel-init
+	$(MAKE) fuzz-corpus
 
 # The test files of keel-tests that boot VMs; `make check` leaves them (and keel-qemu's own boots)
 # to `make test`.
@@ -66,6 +68,35 @@ check: test-bins
 	$(CARGO) test --profile $(TEST_PROFILE) -p keel-tests --lib --bins $(addprefix --test ,$(QUICK_TESTS)) -- --test-threads=$(TEST_THREADS)
 	$(CARGO) test --profile $(TEST_PROFILE) -p keel-init
 	@echo "check: passed; the VM boots ($(BOOT_TESTS), keel-qemu's vm) run in make test"
+
+## fuzz: each fuzz target (fuzz/fuzz_targets) for FUZZ_SECONDS, one after another, then its
+## executions and whether it was clean; corpora grow in fuzz/corpus/TARGET, crashes land in
+## fuzz/artifacts/TARGET (docs/architecture.md, "Fuzzing")
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= config oci layer docker ar deb modinfo uki gpt plan filter seccomp dhcp http
+# libFuzzer's coverage instrumentation, as cargo fuzz sets it, with stable flags only (no
+# sanitizer, so no -Z flag and no nightly). Built for the host triple named explicitly, so build
+# scripts and proc macros are not instrumented. The remap above stays in RUSTFLAGS.
+FUZZ_HOST := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+FUZZ_BIN := fuzz/target/$(FUZZ_HOST)/release
+FUZZ_RUSTFLAGS := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+  -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+  -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing
+
+fuzz: setup fuzz-seeds
+	fuzz/run $(FUZZ_BIN) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+## fuzz-corpus: each fuzz target over its corpus once (seeds and regressions); part of make test
+fuzz-corpus: fuzz-seeds
+	fuzz/run $(FUZZ_BIN) 0 $(FUZZ_TARGETS)
+
+fuzz-build:
+	RUSTFLAGS="$$RUSTFLAGS $(FUZZ_RUSTFLAGS)" $(CARGO) build --release --locked \
+	  --manifest-path fuzz/Cargo.toml --target $(FUZZ_HOST)
+
+# Seeds made from the project's own inputs (fuzz/make-seeds), added to what the corpora hold.
+fuzz-seeds: fuzz-build
+	python3 fuzz/make-seeds . fuzz/corpus
 
 ## bench: boot timeline against a trivial init, part sizes, build time
 bench: build

@@ -1,6 +1,6 @@
 //! Feeds arbitrary bytes to the DHCP parser and to a client waiting for an OFFER and an ACK.
 //!
-//! Run with `cargo +nightly fuzz run dhcp` from the workspace root.
+//! Run with `make fuzz FUZZ_TARGETS=dhcp` (docs/architecture.md, "Fuzzing").
 #![no_main]
 
 use keel_net::dhcp::{Client, Message, Step};

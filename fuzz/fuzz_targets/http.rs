@@ -1,7 +1,7 @@
 //! Feeds arbitrary bytes to the API's HTTP/1.1 head parsers (request and response), whole and in
 //! every prefix a slow client could send.
 //!
-//! Run with `cargo +nightly fuzz run http` from the workspace root.
+//! Run with `make fuzz FUZZ_TARGETS=http` (docs/architecture.md, "Fuzzing").
 #![no_main]
 
 use keel_net::http::{parse_request, parse_response, MAX_HEAD, MAX_HEADERS, MAX_TARGET};
