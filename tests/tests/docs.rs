@@ -174,7 +174,7 @@ fn inside_root(path: &Path) -> Option<PathBuf> {
 }
 
 /// What stands for any name in a doc's path.
-const PLACEHOLDERS: [&str; 7] = ["NAME", "ARCH", "DIR", "FILE", "*", "…", "<"];
+const PLACEHOLDERS: [&str; 8] = ["NAME", "ARCH", "DIR", "FILE", "TARGET", "*", "…", "<"];
 
 /// A reference resolves when the named file exists, beside the doc or from the root. Names with
 /// placeholders (`NAME`, `*`, `…`) stand for a family of files; their directory must exist.
