@@ -4,8 +4,8 @@
 //! thread of its own writes out (a 115200-baud serial line takes about 11 KiB/s, and a
 //! container can print far faster). Container lines are dropped once the queue holds
 //! [`CONTAINER_BYTES`]; keel-init's own lines only when it holds [`QUEUE_BYTES`]. The drops are
-//! counted and said (`keel: console: N lines dropped …`) before the next line that gets
-//! through; the containers' log files on keel-data keep every line. Errors are ignored: if the
+//! counted and said (`keel: console: N lines dropped …`) before a line that gets through, at
+//! most once a second and before the last line queued; the containers' log files on keel-data keep every line. Errors are ignored: if the
 //! console is gone there is nobody left to tell.
 
 use std::collections::VecDeque;
@@ -24,6 +24,8 @@ pub const CONSOLE: &str = "/dev/console";
 pub const QUEUE_BYTES: usize = 256 * 1024;
 /// Bytes waiting past which container lines are dropped (the rest is kept for keel-init's).
 pub const CONTAINER_BYTES: usize = 192 * 1024;
+/// How often at most a flood's drops are said: each report takes console time of its own.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// How long [`drain`] waits for the queue to empty before power-off.
 const DRAIN_WITHIN: Duration = Duration::from_secs(5);
 
@@ -57,6 +59,8 @@ struct State {
     lines: VecDeque<Vec<u8>>,
     bytes: usize,
     dropped: u64,
+    /// When the drops were last said.
+    reported: Option<Instant>,
     writing: bool,
 }
 
@@ -122,7 +126,13 @@ impl Queue {
                 };
             }
             s.writing = true;
-            let dropped = std::mem::take(&mut s.dropped);
+            // Said at most every REPORT_EVERY, and before the last queued line, so no count is
+            // left behind once the flood stops.
+            let due = s.reported.is_none_or(|t| t.elapsed() >= REPORT_EVERY) || s.lines.len() == 1;
+            let dropped = if due { std::mem::take(&mut s.dropped) } else { 0 };
+            if dropped > 0 {
+                s.reported = Some(Instant::now());
+            }
             let line = s.lines.pop_front().unwrap_or_default();
             s.bytes -= line.len();
             drop(s);
@@ -227,11 +237,36 @@ mod tests {
         let text = String::from_utf8(seen.lock().unwrap().clone()).unwrap();
         let kept = text.lines().filter(|l| l.starts_with('x')).count();
         assert!((CONTAINER_BYTES / 1024 - 1..2000).contains(&kept), "{kept} lines kept");
-        let report = text.lines().find(|l| l.starts_with("keel: console: ")).expect("no drop report");
-        let dropped: usize = report.split(' ').nth(2).unwrap().parse().unwrap();
-        assert_eq!(kept + dropped, 2000, "{report}; {kept} kept");
+        let reports: Vec<&str> = text.lines().filter(|l| l.starts_with("keel: console: ")).collect();
+        let dropped: usize = reports.iter().map(|r| r.split(' ').nth(2).unwrap().parse::<usize>().unwrap()).sum();
+        assert_eq!(kept + dropped, 2000, "{reports:?}; {kept} kept");
+        // The console took well under REPORT_EVERY per second of flood: at most the first
+        // report and the one before the last queued line.
+        assert!((1..=2).contains(&reports.len()), "{} drop reports: {reports:?}", reports.len());
         assert!(text.contains("keel: still here\n"), "keel-init's line was dropped");
         assert!(text.ends_with("web| after\n"));
+    }
+
+    /// Under a long flood the drop report is said about once a second, not before every line
+    /// that gets through (it would take more of the console than the lines).
+    #[test]
+    fn a_long_flood_is_said_about_once_a_second() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let q = Queue::start(Slow(Arc::clone(&seen))).unwrap();
+        let line = [b'x'; 1023].iter().copied().chain([b'\n']).collect::<Vec<u8>>();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(2500) {
+            for _ in 0..10 {
+                q.push(&line, Origin::Container);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        q.flush(Duration::from_secs(10));
+        let text = String::from_utf8(seen.lock().unwrap().clone()).unwrap();
+        let reports = text.lines().filter(|l| l.starts_with("keel: console: ")).count();
+        let kept = text.lines().filter(|l| l.starts_with('x')).count();
+        // The first drop, then one a second, then one before the last line: 2 to 5 in 2.5 s.
+        assert!((2..=5).contains(&reports), "{reports} drop reports for {kept} lines kept");
     }
 
     #[test]
