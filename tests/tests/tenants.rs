@@ -76,9 +76,18 @@ fn pid1_keeps_time_under_hostile_tenants() {
     let window: Vec<i64> = beats.iter().copied().filter(|t| *t >= full - 12_000 && *t <= freed + 5_000).collect();
     let worst = window.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(i64::MAX);
     let while_full = beats.iter().filter(|&&t| t > full && t < freed).count();
+    // Before fill starts (it sleeps 10 s first), only flood and stopper are at work.
+    let first = beats.first().copied().unwrap_or(0);
+    let early: Vec<i64> = beats.iter().copied().filter(|t| *t < first + 9_000).collect();
+    let worst_early = early.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    // The same figures for the stretch when keel-data was full (flood and stopper still on).
+    let full_window: Vec<i64> = beats.iter().copied().filter(|t| *t >= full && *t <= freed).collect();
+    let worst_full = full_window.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
     // keel's own records while keel-data was full: crash's exits.
     let crash_notes = times(&log("crash"), "exited with status 1");
     let notes_while_full = crash_notes.iter().filter(|t| **t > full && **t < freed).count();
+    let full_notes: Vec<i64> = crash_notes.iter().copied().filter(|t| *t > full && *t < freed).collect();
+    let worst_exit_full = full_notes.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
 
     let starts: Vec<f64> = timeline(&run.lines, "container-start", "crash");
     let worst_restart = starts.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
@@ -86,7 +95,8 @@ fn pid1_keeps_time_under_hostile_tenants() {
     println!(
         "{arch}: {} beats over {:.1} s, worst gap {worst} ms (beat every 500 ms), {while_full} while keel-data was \
          full ({:.1} s); crash: {} starts, worst interval {worst_restart:.2} s (delay 1-2 s), {notes_while_full} \
-         exit notes logged while full; stopper: {checks_failed} checks failed; console: {dropped} drop report(s)",
+         exit notes logged while full, at most {worst_exit_full} ms apart; worst beat gap before the fill \
+         {worst_early} ms, while keel-data was full {worst_full} ms; stopper: {checks_failed} checks failed; console: {dropped} drop report(s)",
         window.len(),
         (freed - full) as f64 / 1000.0 + 17.0,
         (freed - full) as f64 / 1000.0,
