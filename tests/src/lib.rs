@@ -252,3 +252,28 @@ pub fn curl(port: u16, path: &str) -> Output {
         .output()
         .expect("run curl")
 }
+
+/// Milliseconds since the epoch of a log record's `2025-01-31T12:00:00.123Z` time.
+pub fn record_ms(line: &str) -> Option<i64> {
+    let t = line.split(' ').next()?;
+    let n = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (h, mi, s, ms) = (n(11..13)?, n(14..16)?, n(17..19)?, n(20..23)?);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    Some((((days * 24 + h) * 60 + mi) * 60 + s) * 1000 + ms)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn record_ms_reads_a_log_records_time() {
+        assert_eq!(super::record_ms("2025-01-31T12:00:00.123Z out beat"), Some(1_738_324_800_123));
+        assert_eq!(super::record_ms("2024-02-29T23:59:59.999Z keel x"), Some(1_709_251_199_999));
+        assert_eq!(super::record_ms("beat"), None);
+    }
+}

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use keel_plan::Arch;
 use keel_tests::scenario::{cat, fsck_clean, power_off, Scenario};
-use keel_tests::{timeline, wait_until};
+use keel_tests::{record_ms, timeline, wait_until};
 
 /// The worst gap allowed between two beats (500 ms apart when nothing is late).
 const BEAT_BOUND: Duration = Duration::from_millis(2500);
@@ -30,21 +30,6 @@ const AFTER_LEFT_BOUND: u64 = 2 << 20;
 const WRITER_SECONDS: u64 = 20;
 /// The line keel-init prints when it cut the passer's pipe.
 const CUT_LINE: &str = "keel: container passer: its output is still held open by another process; closed";
-
-/// Milliseconds since the epoch of a log record's `2025-01-31T12:00:00.123Z` time.
-fn record_ms(line: &str) -> Option<i64> {
-    let t = line.split(' ').next()?;
-    let n = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
-    let (h, mi, s, ms) = (n(11..13)?, n(14..16)?, n(17..19)?, n(20..23)?);
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    Some((((days * 24 + h) * 60 + mi) * 60 + s) * 1000 + ms)
-}
 
 /// The times of the records of `log` whose text contains `text`.
 fn times(log: &str, text: &str) -> Vec<i64> {
