@@ -232,7 +232,10 @@ Version: 1\n";
     fn reads_installed_packages() {
         let p = installed(STATUS.as_bytes()).unwrap();
         assert_eq!(p.len(), 2);
-        assert_eq!((p[0].name.as_str(), p[0].source.as_str(), p[0].source_version.as_str()), ("dash", "dash", "0.5.12-2"));
+        assert_eq!(
+            (p[0].name.as_str(), p[0].source.as_str(), p[0].source_version.as_str()),
+            ("dash", "dash", "0.5.12-2")
+        );
         assert_eq!((p[1].name.as_str(), p[1].source.as_str(), p[1].arch.as_str()), ("libc6", "glibc", "amd64"));
     }
 
