@@ -554,7 +554,7 @@ pub fn write(
     .to_bytes();
     out.write(&format!("{stem}.spdx.json"), &sbom).map_err(anyhow::Error::from)?;
     let packages: usize = sources.iter().map(|s| s.packages.len()).sum();
-    step.done(format!("{}, {packages} image package(s)", size(sbom.len() as u64)));
+    step.done(format!("{} SPDX 2.3, {packages} dpkg package(s) from images", size(sbom.len() as u64)));
     let files = out.commit().map_err(anyhow::Error::from)?;
     Ok(Artifacts { files, parts, layout, kernel_release: kernel.release, modules: order.len() })
 }
