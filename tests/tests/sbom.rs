@@ -4,7 +4,8 @@
 //! - they list the kernel package with its version and source package `linux`, the
 //!   systemd-boot-efi package, keel-init and its crates, each image with its layers, and the
 //!   Debian image's packages (base-files, libc6, dash) with purls;
-//! - two builds give the same bytes, and `created` follows SOURCE_DATE_EPOCH.
+//! - two builds give the same bytes, and `created` follows SOURCE_DATE_EPOCH;
+//! - a malformed `/var/lib/dpkg/status` is a config error naming the file and line.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -177,4 +178,28 @@ fn debian_sbom_lists_the_image_packages() {
         .unwrap();
     assert!(!o.status.success() && text(&o).contains("SOURCE_DATE_EPOCH `yesterday`"), "{}", text(&o));
     assert!(!root().join("target/keel-tests/sbom-debian-bad-epoch").exists(), "a failed build left its output dir");
+}
+
+/// An image's package database is untrusted input: a malformed one is refused, by line, as a
+/// problem of the container's image.
+#[test]
+fn a_bad_dpkg_status_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("root");
+    std::fs::create_dir_all(image.join("var/lib/dpkg")).unwrap();
+    std::fs::write(image.join("var/lib/dpkg/status"), "Package: a\nVersion: 1\n\n continued\n").unwrap();
+    let config = format!(
+        "version = 1\nname = \"badstatus\"\n\n{}\n[[container]]\nname = \"c\"\nimage = \"dir:{}\"\ncommand = [\"/x\"]\n",
+        kernel_toml(),
+        image.display()
+    );
+    let path = dir.path().join("badstatus.toml");
+    std::fs::write(&path, config).unwrap();
+    let o = keel_tests::keel(&["check", &path.to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("key `container[0].image`: /var/lib/dpkg/status: line 4: a continuation line"),
+        "{}",
+        text(&o)
+    );
 }
