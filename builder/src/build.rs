@@ -87,6 +87,10 @@ pub struct Prepared {
     pub stub: Vec<u8>,
     /// The images and containers.
     pub images: resolve::Materialized,
+    /// The kernel package's control stanza, for the SBOM.
+    pub kernel_deb: crate::image::dpkg::Package,
+    /// The stub package's control stanza (none for a bare stub file), for the SBOM.
+    pub stub_deb: Option<crate::image::dpkg::Package>,
 }
 
 impl Prepared {
@@ -112,7 +116,7 @@ fn prepare_all(config: &Config, arch: Arch, progress: &Progress) -> Result<Prepa
     let pinned = config.read_inputs(arch).map_err(|e| errors.extend(e.0)).ok();
     let containers = resolve::containers(config, arch).map_err(|e| errors.extend(e.0)).ok();
 
-    let (mut kernel, mut stub) = (None, None);
+    let (mut kernel, mut stub, mut kernel_deb, mut stub_deb) = (None, None, None, None);
     if let Some(pinned) = pinned {
         let package = &config.kernel.packages[&arch];
         let stub_ref = &config.kernel.stubs[&arch];
@@ -132,6 +136,18 @@ fn prepare_all(config: &Config, arch: Arch, progress: &Progress) -> Result<Prepa
                     false
                 }
             };
+        if package_ok {
+            match deb_package(&pinned.package) {
+                Ok(p) => kernel_deb = Some(p),
+                Err(e) => errors.push(at(package, e)),
+            }
+        }
+        if stub_ok && pinned.stub.starts_with(b"!<arch>\n") {
+            match deb_package(&pinned.stub) {
+                Ok(p) => stub_deb = Some(p),
+                Err(e) => errors.push(at(stub_ref, e)),
+            }
+        }
         if package_ok {
             match read_kernel(config, arch, pinned.package, progress) {
                 Ok(k) => kernel = Some(k),
@@ -172,9 +188,9 @@ fn prepare_all(config: &Config, arch: Arch, progress: &Progress) -> Result<Prepa
         }
     }
 
-    match (kernel, stub, images) {
-        (Some((kernel, modules)), Some(stub), Some(images)) if errors.is_empty() => {
-            Ok(Prepared { kernel, modules, stub, images })
+    match (kernel, stub, images, kernel_deb) {
+        (Some((kernel, modules)), Some(stub), Some(images), Some(kernel_deb)) if errors.is_empty() => {
+            Ok(Prepared { kernel, modules, stub, images, kernel_deb, stub_deb })
         }
         _ => Err(ConfigErrors(errors).into()),
     }
@@ -244,8 +260,8 @@ fn read_kernel(
     Ok((kernel, order))
 }
 
-/// The `Architecture:` of a Debian package's control file.
-pub fn deb_architecture(deb: &[u8]) -> Result<String, String> {
+/// The control file of a Debian package, as text.
+pub fn deb_control(deb: &[u8]) -> Result<String, String> {
     use std::io::Read;
     let members = kernel::deb::ar_members(deb).map_err(|e| e.to_string())?;
     let (name, data) = members
@@ -269,14 +285,28 @@ pub fn deb_architecture(deb: &[u8]) -> Result<String, String> {
             continue;
         }
         let mut text = String::new();
-        entry.read_to_string(&mut text).map_err(|e| format!("{name}: control: {e}"))?;
-        return text
-            .lines()
-            .find_map(|l| l.strip_prefix("Architecture:"))
-            .map(|a| a.trim().to_string())
-            .ok_or_else(|| "the package's control file has no Architecture field".to_string());
+        // Bounded like an image's status file.
+        (&mut entry)
+            .take(crate::image::dpkg::MAX_STATUS_BYTES as u64)
+            .read_to_string(&mut text)
+            .map_err(|e| format!("{name}: control: {e}"))?;
+        return Ok(text);
     }
     Err(format!("not a readable Debian package: no control file in {name}"))
+}
+
+/// The `Architecture:` of a Debian package's control file.
+pub fn deb_architecture(deb: &[u8]) -> Result<String, String> {
+    deb_control(deb)?
+        .lines()
+        .find_map(|l| l.strip_prefix("Architecture:"))
+        .map(|a| a.trim().to_string())
+        .ok_or_else(|| "the package's control file has no Architecture field".to_string())
+}
+
+/// The control stanza of a Debian package, for the SBOM.
+fn deb_package(deb: &[u8]) -> Result<crate::image::dpkg::Package, String> {
+    crate::image::dpkg::control(deb_control(deb)?.as_bytes()).map_err(|e| format!("control file: {e}"))
 }
 
 /// A `what` package (e.g. `linux-image`) for `arch`, by its control file.
@@ -325,8 +355,10 @@ pub fn write(
     inputs: &Inputs,
     progress: &Progress,
 ) -> Result<Artifacts, BuildError> {
+    // Before anything is made: a bad SOURCE_DATE_EPOCH fails at once.
+    let epoch = crate::sbom::epoch().map_err(anyhow::Error::from)?;
     let modules_bytes = prepared.modules_bytes();
-    let Prepared { kernel, modules: order, stub, images } = prepared;
+    let Prepared { kernel, modules: order, stub, images, kernel_deb, stub_deb } = prepared;
     let loc = config.locator();
     let stub_ref = &config.kernel.stubs[&arch];
     let mut parts = Vec::new();
@@ -489,6 +521,7 @@ pub fn write(
     out.write(&format!("{stem}.cmdline"), format!("{cmdline}\n").as_bytes()).map_err(anyhow::Error::from)?;
     let config_sha256 =
         crate::config::sha256_file(&config.path).map_err(|e| anyhow::anyhow!("{}: {e}", config.path.display()))?;
+    let uki_sha256 = hex::encode(sha2::Sha256::digest(&uki_bytes));
     let record = crate::provenance::Record {
         name: &config.name,
         arch: arch.name(),
@@ -497,9 +530,31 @@ pub fn write(
         kernel: &config.kernel.packages[&arch],
         stub: stub_ref,
         images: &sources,
-        uki_sha256: &hex::encode(sha2::Sha256::digest(&uki_bytes)),
+        uki_sha256: &uki_sha256,
     };
-    out.write(&format!("{stem}.provenance.json"), &record.to_bytes()).map_err(anyhow::Error::from)?;
+    let record = record.to_bytes();
+    out.write(&format!("{stem}.provenance.json"), &record).map_err(anyhow::Error::from)?;
+
+    // SBOM.
+    let step = progress.step("sbom", None);
+    let sbom = crate::sbom::Inputs {
+        name: &config.name,
+        arch,
+        epoch,
+        provenance_sha256: &hex::encode(sha2::Sha256::digest(&record)),
+        uki_sha256: &uki_sha256,
+        kernel: crate::sbom::Deb { control: &kernel_deb, sha256: &config.kernel.packages[&arch].sha256 },
+        stub: match &stub_deb {
+            Some(control) => Ok(crate::sbom::Deb { control, sha256: &stub_ref.sha256 }),
+            None => Err(&stub_ref.sha256),
+        },
+        init_sha256: &init_sha256,
+        images: &sources,
+    }
+    .to_bytes();
+    out.write(&format!("{stem}.spdx.json"), &sbom).map_err(anyhow::Error::from)?;
+    let packages: usize = sources.iter().map(|s| s.packages.len()).sum();
+    step.done(format!("{} SPDX 2.3, {packages} dpkg package(s) from images", size(sbom.len() as u64)));
     let files = out.commit().map_err(anyhow::Error::from)?;
     Ok(Artifacts { files, parts, layout, kernel_release: kernel.release, modules: order.len() })
 }

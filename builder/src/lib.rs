@@ -17,6 +17,7 @@ pub mod output;
 pub mod progress;
 pub mod provenance;
 pub mod resolve;
+pub mod sbom;
 pub mod seccomp;
 pub mod sink;
 pub mod uki;

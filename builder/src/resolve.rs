@@ -208,6 +208,22 @@ pub struct ImageSource {
     pub reference: String,
     /// `(what, digest)` pairs: see [`image::Image::digests`].
     pub digests: Vec<(&'static str, String)>,
+    /// The installed Debian packages its `/var/lib/dpkg/status` lists (none without one), for
+    /// the SBOM.
+    pub packages: Vec<image::dpkg::Package>,
+}
+
+/// Where an image's Debian package database is.
+pub const DPKG_STATUS: &str = "/var/lib/dpkg/status";
+
+/// The installed packages of `tree`'s dpkg status file; none if it has no such regular file.
+fn dpkg_packages(tree: &mut Tree) -> Result<Vec<image::dpkg::Package>, String> {
+    match tree.lookup(DPKG_STATUS) {
+        Ok(image::tree::Node { kind: image::tree::Kind::File(bytes), .. }) => {
+            image::dpkg::installed(bytes).map_err(|e| format!("{DPKG_STATUS}: {e}"))
+        }
+        _ => Ok(Vec::new()),
+    }
 }
 
 /// Where the seccomp filter of a container lives in the initramfs.
@@ -234,7 +250,8 @@ pub fn materialize(
         let msg = format!("at most {ID_SLOTS} containers (one user-namespace id range each)");
         return Err(ConfigErrors(vec![config.locator().at(&(0..0), "container", msg)]));
     }
-    let mut images: Vec<(String, Tree)> = Vec::new();
+    let mut images: Vec<(String, Tree, Vec<image::dpkg::Package>)> = Vec::new();
+    let mut packages = Vec::new();
     let mut trees = Vec::new();
     let mut containers = Vec::new();
     let mut stats = image::FlattenStats::default();
@@ -250,16 +267,17 @@ pub fn materialize(
         progress(i, &r.config.name);
         let mut one = || -> Result<(), ConfigErrors> {
             let fail = |field: &str, e: String| ConfigErrors(vec![container_error(config, &r.config, field, e)]);
-            let mut tree = match images.iter().find(|(id, _)| *id == r.image.id) {
-                Some((_, t)) => t.clone(),
+            let (mut tree, debs) = match images.iter().find(|(id, ..)| *id == r.image.id) {
+                Some((_, t, p)) => (t.clone(), p.clone()),
                 None => {
-                    let (tree, s) = image::flatten(&r.image).map_err(|e| fail("image", e.to_string()))?;
+                    let (mut tree, s) = image::flatten(&r.image).map_err(|e| fail("image", e.to_string()))?;
+                    let debs = dpkg_packages(&mut tree).map_err(|e| fail("image", e))?;
                     stats.layers += s.layers;
                     stats.whiteouts += s.whiteouts;
                     stats.devices_dropped += s.devices_dropped;
                     stats.mount_points_replaced += s.mount_points_replaced;
-                    images.push((r.image.id.clone(), tree.clone()));
-                    tree
+                    images.push((r.image.id.clone(), tree.clone(), debs.clone()));
+                    (tree, debs)
                 }
             };
             let (uid, gid) = resolve_user(r.user.as_deref(), &mut tree).map_err(|e| fail("user", e))?;
@@ -322,6 +340,7 @@ pub fn materialize(
                 net: cnet,
             });
             trees.push(Rootfs { dir: r.config.name.clone(), tree, id_base });
+            packages.push(debs);
             Ok(())
         };
         if let Err(e) = one() {
@@ -344,10 +363,12 @@ pub fn materialize(
         net: netplan.net,
         sources: resolved
             .iter()
-            .map(|r| ImageSource {
+            .zip(packages)
+            .map(|(r, packages)| ImageSource {
                 container: r.config.name.clone(),
                 reference: r.config.image.clone(),
                 digests: r.image.digests(),
+                packages,
             })
             .collect(),
     })

@@ -130,7 +130,7 @@ fn build_reports_as_text_json_or_nothing() {
     assert!(o.status.success(), "{}", text(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     let stderr = String::from_utf8_lossy(&o.stderr);
-    for step in ["kernel", "images", "initramfs", "uki", "disk"] {
+    for step in ["kernel", "images", "initramfs", "uki", "disk", "sbom"] {
         assert!(stderr.lines().any(|l| l.trim_start().starts_with(&format!("{step} "))), "no {step} line:\n{stderr}");
     }
     assert!(!stderr.contains(".ko"), "module files on the terminal:\n{stderr}");
@@ -145,8 +145,8 @@ fn build_reports_as_text_json_or_nothing() {
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
     let artifacts = j["artifacts"].as_array().expect("artifacts");
     let names: Vec<&str> = artifacts.iter().filter_map(|a| a["name"].as_str()).collect();
-    for want in ["hello-x86_64.img", "hello-x86_64.efi", "hello-x86_64.provenance.json"] {
-        assert!(names.contains(&want), "no {want} among {names:?}");
+    for want in ["hello-x86_64.img", "hello-x86_64.efi", "hello-x86_64.provenance.json", "hello-x86_64.spdx.json"] {
+        assert_eq!(names.iter().filter(|n| **n == want).count(), 1, "{want} is not reported once: {names:?}");
     }
     let on_disk = std::fs::read_dir(dir.path().join("json")).unwrap().count();
     assert_eq!(artifacts.len(), on_disk, "every file written is reported once: {names:?}");
@@ -160,7 +160,7 @@ fn build_reports_as_text_json_or_nothing() {
     assert_eq!(labels, ["keel-esp", "keel-images", "keel-data"]);
     let steps: Vec<&str> =
         j["timings"]["steps"].as_array().unwrap().iter().filter_map(|s| s["name"].as_str()).collect();
-    assert_eq!(steps, ["kernel", "images", "initramfs", "uki", "disk"]);
+    assert_eq!(steps, ["kernel", "images", "initramfs", "uki", "disk", "sbom"]);
     assert!(j["parts"].as_array().unwrap().iter().any(|p| p["name"] == "initramfs" && p["size"].as_u64() > Some(0)));
     // The same build gives the same files, whatever it prints.
     let text_img = sha256(&dir.path().join("text/hello-x86_64.img"));

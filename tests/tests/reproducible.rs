@@ -1,8 +1,9 @@
 //! Reproducible builds:
-//! - two builds of one config give byte-identical disk images, UKIs, initramfs and provenance
-//!   records, on each arch, and the record names the commit, the compiler and every input's sha256;
+//! - two builds of one config give byte-identical disk images, UKIs, initramfs, provenance
+//!   records and SBOMs, on each arch, and the record names the commit, the compiler and every
+//!   input's sha256;
 //! - keel-init rebuilt from a copy of the sources at another path, with another `CARGO_HOME`, is
-//!   byte-identical on both arches, and so are the images built with it;
+//!   byte-identical on both arches, and so are the images (and their SBOMs) built with it;
 //! - no path of the build machine (the checkout, cargo's and rustup's homes) is in keel-init,
 //!   keel or any artifact.
 
@@ -20,6 +21,8 @@ fn two_builds_are_identical(arch: Arch) {
     assert_eq!(sha256(&a.initrd), sha256(&b.initrd), "{arch}: initramfs differ");
     let record = format!("hello-{arch}.provenance.json");
     assert_eq!(sha256(&a.dir.join(&record)), sha256(&b.dir.join(&record)), "{arch}: provenance records differ");
+    let sbom = format!("hello-{arch}.spdx.json");
+    assert_eq!(sha256(&a.dir.join(&sbom)), sha256(&b.dir.join(&sbom)), "{arch}: SBOMs differ");
 }
 
 /// The provenance record names the commit and compiler keel was built from, and the sha256 of
@@ -167,7 +170,7 @@ fn a_rebuild_elsewhere_matches() {
             .output()
             .expect("run keel");
         assert!(o.status.success(), "keel build with the other keel-init failed:\n{}", text(&o));
-        for ext in ["img", "efi", "provenance.json"] {
+        for ext in ["img", "efi", "provenance.json", "spdx.json"] {
             let file = format!("hello-{arch}.{ext}");
             if sha256(&mine.dir.join(&file)) != sha256(&out.join(&file)) {
                 problems.push(format!("{arch}: {file} differs"));

@@ -3,6 +3,7 @@
 
 pub mod dir;
 pub mod docker;
+pub mod dpkg;
 pub mod entries;
 pub mod layer;
 pub mod limits;
