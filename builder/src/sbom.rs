@@ -250,23 +250,6 @@ fn deb_purl(name: &str, version: &str, arch: &str, upstream: Option<&str>) -> St
     p
 }
 
-/// `YYYY-MM-DDThh:mm:ssZ` for seconds since the epoch (proleptic Gregorian, UTC).
-pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
-}
-
 impl Inputs<'_> {
     /// The document as pretty JSON with a final newline.
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -407,7 +390,7 @@ impl Inputs<'_> {
             name: stem.clone(),
             document_namespace: format!("https://keel.invalid/spdx/{stem}-{}", self.provenance_sha256),
             creation_info: CreationInfo {
-                created: rfc3339(self.epoch),
+                created: keel_plan::time::iso8601(i64::try_from(self.epoch).unwrap_or(i64::MAX)),
                 creators: vec![format!("Tool: keel-{VERSION}")],
             },
             packages: Vec::new(),
@@ -429,13 +412,6 @@ impl Inputs<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_are_utc_calendar_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_764_921_599), "2025-12-05T07:59:59Z");
-    }
 
     #[test]
     fn purls_encode_versions() {

@@ -19,6 +19,8 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use keel_plan::time::civil_from_days;
+
 use crate::console;
 
 /// The log directory, relative to [`keel_plan::DATA_MOUNT`].
@@ -68,21 +70,6 @@ pub fn rfc3339(since_epoch: Duration) -> String {
         rem % 60,
         since_epoch.subsec_millis()
     )
-}
-
-/// Year, month, day of the `days`th day since 1970-01-01 (proleptic Gregorian; H. Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March first
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m as u32, d as u32)
 }
 
 /// The record for `line` into `out` (cleared first): `TIME STREAM line\n`, at most `max` bytes

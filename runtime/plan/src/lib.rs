@@ -78,6 +78,7 @@ pub mod crc32;
 pub mod net;
 pub mod seccomp;
 pub mod text;
+pub mod time;
 
 /// Target architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
