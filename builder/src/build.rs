@@ -121,33 +121,23 @@ fn prepare_all(config: &Config, arch: Arch, progress: &Progress) -> Result<Prepa
         let package = &config.kernel.packages[&arch];
         let stub_ref = &config.kernel.stubs[&arch];
         let at = |f: &crate::config::FileRef, msg: String| loc.at(&f.path_span, format!("{}.path", f.key), msg);
-        let package_ok = match check_deb_arch(&pinned.package, "linux-image", &package.path, arch) {
-            Ok(()) => true,
-            Err(e) => {
-                errors.push(at(package, e));
-                false
-            }
-        };
-        let stub_ok = !pinned.stub.starts_with(b"!<arch>\n")
-            || match check_deb_arch(&pinned.stub, "systemd-boot-efi", &stub_ref.path, arch) {
-                Ok(()) => true,
+        let is_deb = pinned.stub.starts_with(b"!<arch>\n");
+        match checked_control(&pinned.package, "linux-image", &package.path, arch) {
+            Ok(p) => kernel_deb = Some(p),
+            Err(e) => errors.push(at(package, e)),
+        }
+        let package_ok = kernel_deb.is_some();
+        let stub_ok = !is_deb
+            || match checked_control(&pinned.stub, "systemd-boot-efi", &stub_ref.path, arch) {
+                Ok(p) => {
+                    stub_deb = Some(p);
+                    true
+                }
                 Err(e) => {
                     errors.push(at(stub_ref, e));
                     false
                 }
             };
-        if package_ok {
-            match deb_package(&pinned.package) {
-                Ok(p) => kernel_deb = Some(p),
-                Err(e) => errors.push(at(package, e)),
-            }
-        }
-        if stub_ok && pinned.stub.starts_with(b"!<arch>\n") {
-            match deb_package(&pinned.stub) {
-                Ok(p) => stub_deb = Some(p),
-                Err(e) => errors.push(at(stub_ref, e)),
-            }
-        }
         if package_ok {
             match read_kernel(config, arch, pinned.package, progress) {
                 Ok(k) => kernel = Some(k),
@@ -297,26 +287,28 @@ pub fn deb_control(deb: &[u8]) -> Result<String, String> {
 
 /// The `Architecture:` of a Debian package's control file.
 pub fn deb_architecture(deb: &[u8]) -> Result<String, String> {
-    deb_control(deb)?
-        .lines()
+    architecture(&deb_control(deb)?)
+}
+
+/// The `Architecture:` field of control file `text`.
+fn architecture(text: &str) -> Result<String, String> {
+    text.lines()
         .find_map(|l| l.strip_prefix("Architecture:"))
         .map(|a| a.trim().to_string())
         .ok_or_else(|| "the package's control file has no Architecture field".to_string())
 }
 
-/// The control stanza of a Debian package, for the SBOM.
-fn deb_package(deb: &[u8]) -> Result<crate::image::dpkg::Package, String> {
-    crate::image::dpkg::control(deb_control(deb)?.as_bytes()).map_err(|e| format!("control file: {e}"))
-}
-
-/// A `what` package (e.g. `linux-image`) for `arch`, by its control file.
-fn check_deb_arch(deb: &[u8], what: &str, path: &Path, arch: Arch) -> Result<(), String> {
-    let got = deb_architecture(deb)?;
-    if got == arch.debian() {
-        return Ok(());
+/// The control stanza of a `what` package (e.g. `linux-image`) for `arch`, read once: its
+/// architecture checked, the rest kept for the SBOM.
+fn checked_control(deb: &[u8], what: &str, path: &Path, arch: Arch) -> Result<crate::image::dpkg::Package, String> {
+    let text = deb_control(deb)?;
+    let got = architecture(&text)?;
+    if got != arch.debian() {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let want = arch.debian();
+        return Err(format!("{name} is a {what} package for {got} (`Architecture: {got}`), not for {arch} ({want})"));
     }
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    Err(format!("{name} is a {what} package for {got} (`Architecture: {got}`), not for {arch} ({})", arch.debian()))
+    crate::image::dpkg::control(text.as_bytes()).map_err(|e| format!("control file: {e}"))
 }
 
 /// The stub must be a PE image for `arch` that takes the kernel: build a UKI without an initramfs
