@@ -56,6 +56,11 @@ pub struct VmConfig {
     /// Default `false`. `true` copies console bytes to our stdout as they arrive, and QEMU's stderr
     /// to our stderr (for `keel run`).
     pub serial_echo: bool,
+    /// Default `None`: the console is read as fast as QEMU writes it. `Some(bytes_per_second)`
+    /// reads it no faster, as a real serial line drains (115200 baud is about 11,520 B/s). QEMU
+    /// then holds the UART busy and the guest's console writes back up, as on hardware; tests
+    /// use it to show that a guest does not stall on a slow console.
+    pub serial_rate: Option<u32>,
     /// UEFI firmware to use for a [`Boot::Disk`]; `None` (default) finds it with
     /// [`Firmware::find`]. When set for a [`Boot::Kernel`], that boot goes through this firmware too.
     pub firmware: Option<Firmware>,
@@ -78,6 +83,7 @@ impl VmConfig {
             cpus: 1,
             disk_snapshot: true,
             serial_echo: false,
+            serial_rate: None,
             firmware: None,
             qemu: None,
             net: None,
@@ -90,6 +96,9 @@ impl VmConfig {
     pub(crate) fn validate(&self) -> Result<()> {
         if self.cpus == 0 {
             return Err(Error::Config("cpus must be at least 1".into()));
+        }
+        if self.serial_rate == Some(0) {
+            return Err(Error::Config("serial_rate must be at least 1 byte per second".into()));
         }
         if self.memory_mib < 32 {
             return Err(Error::Config(format!("memory_mib {} is too small (at least 32)", self.memory_mib)));

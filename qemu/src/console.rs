@@ -167,17 +167,21 @@ fn ceil_char_boundary(s: &str, mut i: usize) -> usize {
 }
 
 /// Starts a thread that copies `source` into `console` until end of stream, stamping each chunk
-/// with its arrival time, and, when given, echoing the raw bytes to `echo` first.
+/// with its arrival time, and, when given, echoing the raw bytes to `echo` first. With a `rate`
+/// (bytes per second) it reads no faster than that, in chunks of about 50 ms of the line.
 pub(crate) fn spawn_reader(
     name: &str,
     mut source: impl Read + Send + 'static,
     console: Arc<Console>,
     mut echo: Option<Box<dyn Write + Send>>,
+    rate: Option<u32>,
 ) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new().name(name.to_owned()).spawn(move || {
         let mut buf = [0u8; 8192];
+        let chunk = rate.map_or(buf.len(), |r| (r as usize / 20).clamp(1, buf.len()));
+        let mut pace = rate.map(Pace::new);
         loop {
-            match source.read(&mut buf) {
+            match source.read(&mut buf[..chunk]) {
                 Ok(0) => break,
                 Ok(n) => {
                     let at = console.start.elapsed();
@@ -186,6 +190,9 @@ pub(crate) fn spawn_reader(
                         let _ = out.write_all(&buf[..n]).and_then(|()| out.flush());
                     }
                     console.push(&buf[..n], at);
+                    if let Some(pace) = pace.as_mut() {
+                        pace.sent(n);
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => break,
@@ -193,6 +200,27 @@ pub(crate) fn spawn_reader(
         }
         console.close();
     })
+}
+
+/// A serial line's pace: after `n` more bytes, wait until the line would have sent them all.
+/// Idle time is not saved up, so a burst after a pause goes no faster than the rate.
+struct Pace {
+    rate: u32,
+    /// When the bytes counted so far are sent.
+    free_at: Instant,
+}
+
+impl Pace {
+    fn new(rate: u32) -> Pace {
+        Pace { rate: rate.max(1), free_at: Instant::now() }
+    }
+
+    fn sent(&mut self, n: usize) {
+        let now = Instant::now();
+        let from = self.free_at.max(now);
+        self.free_at = from + Duration::from_secs_f64(n as f64 / f64::from(self.rate));
+        thread::sleep(self.free_at.saturating_duration_since(now));
+    }
 }
 
 #[cfg(test)]
@@ -252,10 +280,26 @@ mod tests {
     }
 
     #[test]
+    fn a_rate_reads_no_faster_than_the_line() {
+        let c = Arc::new(Console::new(Instant::now()));
+        let (reader, mut writer) = std::os::unix::net::UnixStream::pair().unwrap();
+        let started = Instant::now();
+        let handle = spawn_reader("test-line", reader, c.clone(), None, Some(20_000)).unwrap();
+        // 4,000 bytes at 20,000 B/s: the reader takes at least 200 ms to pass them on, however
+        // fast they were written.
+        writer.write_all(&[b'x'; 3999]).unwrap();
+        writer.write_all(b"\n").unwrap();
+        drop(writer);
+        handle.join().unwrap();
+        assert_eq!(c.lines()[0].text.len(), 3999);
+        assert!(started.elapsed() >= ms(190), "read 4,000 bytes in {:?}", started.elapsed());
+    }
+
+    #[test]
     fn waiter_wakes_on_new_lines_and_on_close() {
         let c = Arc::new(Console::new(Instant::now()));
         let (reader, mut writer) = std::os::unix::net::UnixStream::pair().unwrap();
-        let handle = spawn_reader("test-reader", reader, c.clone(), None).unwrap();
+        let handle = spawn_reader("test-reader", reader, c.clone(), None, None).unwrap();
         let waiter = {
             let c = c.clone();
             thread::spawn(move || {

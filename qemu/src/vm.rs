@@ -96,9 +96,10 @@ impl Vm {
             return Err(Error::io(context, std::io::Error::other("QEMU's stdout or stderr is not piped")));
         };
         let echo = |sink: Box<dyn Write + Send>| cfg.serial_echo.then_some(sink);
-        let serial = spawn_reader("qemu-serial", out, vm.console.clone(), echo(Box::new(std::io::stdout())));
+        let serial =
+            spawn_reader("qemu-serial", out, vm.console.clone(), echo(Box::new(std::io::stdout())), cfg.serial_rate);
         vm.readers.push(serial.map_err(|e| Error::io(context, e))?);
-        let stderr = spawn_reader("qemu-stderr", err, vm.stderr.clone(), echo(Box::new(std::io::stderr())));
+        let stderr = spawn_reader("qemu-stderr", err, vm.stderr.clone(), echo(Box::new(std::io::stderr())), None);
         vm.readers.push(stderr.map_err(|e| Error::io(context, e))?);
         Ok(vm)
     }
