@@ -32,6 +32,7 @@ mod supervisor;
 mod sys;
 mod timeline;
 mod usage;
+mod verity;
 mod volumes;
 
 use std::io;
@@ -130,7 +131,8 @@ fn start(plan: &Plan, plan_sha256: &str, signals: io::Result<OwnedFd>) -> anyhow
     if !absent.is_empty() {
         console::say(format_args!("masks skipped (not in this kernel): {}", absent.join(" ")));
     }
-    let nodes = disks::find(Duration::from_millis(plan.disk_timeout_ms))?;
+    let mut nodes = disks::find(Duration::from_millis(plan.disk_timeout_ms))?;
+    let verity = verity::setup(&mut nodes)?;
     let data = disks::node(&nodes, DATA_LABEL);
     // keel-data fills a disk larger than the image: the partition before mounting, ext4 after.
     let grown = data.and_then(grow::partition);
@@ -195,7 +197,8 @@ fn start(plan: &Plan, plan_sha256: &str, signals: io::Result<OwnedFd>) -> anyhow
     };
     let supervisor = Supervisor::new(host, signals, buttons, plan.on_exit, grace, &plan.containers, plan.logs)
         .with_network(net)
-        .with_api(link);
+        .with_api(link)
+        .with_verity(verity);
     Ok(supervisor.run())
 }
 

@@ -32,6 +32,7 @@ use crate::shutdown::Action;
 use crate::sys::{self, Reaped};
 use crate::timeline::{self, Event};
 use crate::usage::{self, Usage};
+use crate::verity::Mapped;
 
 /// How much of a health check's output is kept (its last line explains a failure).
 const CHECK_TAIL: usize = 4096;
@@ -286,6 +287,8 @@ pub struct Supervisor<'a> {
     api: Option<api::Link>,
     /// The audit log of mutating API calls (`audit/api.log` on keel-data).
     audit: Logs,
+    /// keel-images through dm-verity, when the command line asks for it.
+    verity: Option<Mapped>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -321,7 +324,14 @@ impl<'a> Supervisor<'a> {
             net: Network::none(),
             api: None,
             audit,
+            verity: None,
         }
+    }
+
+    /// Say, when a container fails, whether dm-verity has found keel-images corrupted.
+    pub fn with_verity(mut self, verity: Option<Mapped>) -> Supervisor<'a> {
+        self.verity = verity;
+        self
     }
 
     /// Serve API calls through `link`.
@@ -557,6 +567,15 @@ impl<'a> Supervisor<'a> {
         }
         c.pid = None;
         if let Some(m) = c.oom.check(&c.name) {
+            console::say(&m);
+            self.logs.note(&c.name, &m);
+        }
+        if !status.success() && self.verity.as_ref().is_some_and(Mapped::corrupted) {
+            let m = format!(
+                "images partition corrupted: dm-verity found a block of keel-images that does not match the signed \
+                 root hash (it reads as an I/O error); container {} {status} after it",
+                c.name
+            );
             console::say(&m);
             self.logs.note(&c.name, &m);
         }

@@ -308,6 +308,29 @@ pub fn blkpg_resize(fd: BorrowedFd<'_>, number: u32, start: u64, length: u64) ->
     check(unsafe { libc::syscall(libc::SYS_ioctl, fd.as_raw_fd(), BLKPG, &mut arg as *mut BlkpgIoctlArg) }).map(drop)
 }
 
+/// A device-mapper request `nr` (`_IOWR(0xfd, nr, struct dm_ioctl)`) on the control node `fd`,
+/// with `buf` holding a `struct dm_ioctl` (312 bytes) and its payload; the reply is written back
+/// into `buf`. Its `data_size` is set here to the buffer's length.
+pub fn dm_ioctl(fd: BorrowedFd<'_>, nr: u8, buf: &mut [u8]) -> io::Result<()> {
+    const HEADER: usize = 312;
+    let len = u32::try_from(buf.len()).ok().filter(|&l| l as usize >= HEADER);
+    let len = len.ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    if let Some(size) = buf.get_mut(12..16) {
+        size.copy_from_slice(&len.to_ne_bytes());
+    }
+    let request = (3 << 30) | ((HEADER as c_ulong) << 16) | (0xfd << 8) | c_ulong::from(nr);
+    // SAFETY: `buf` is a live, writable buffer of `len` bytes, and `data_size` tells the kernel so;
+    // it reads and writes no further.
+    check(unsafe { libc::syscall(libc::SYS_ioctl, fd.as_raw_fd(), request, buf.as_mut_ptr()) }).map(drop)
+}
+
+/// Make a block device node at `path` for `major:minor`, readable by root only.
+pub fn mknod_block(path: &Path, major: u32, minor: u32) -> io::Result<()> {
+    let p = cpath(path)?;
+    // SAFETY: `p` is a NUL-terminated path that outlives the call.
+    check(unsafe { libc::mknod(p.as_ptr(), libc::S_IFBLK | 0o600, libc::makedev(major, minor)) }).map(drop)
+}
+
 /// Grow the mounted ext4 filesystem that `fd` (any file or directory on it) belongs to, online,
 /// to `blocks` filesystem blocks (EXT4_IOC_RESIZE_FS).
 pub fn ext4_resize_fs(fd: BorrowedFd<'_>, blocks: u64) -> io::Result<()> {
