@@ -63,7 +63,11 @@ fn init_crates() {
             .arg(root.join("Cargo.toml"))
             .output()
             .expect("run cargo metadata");
-        assert!(o.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "cargo metadata: {}(`make setup` fetches every crate Cargo.lock names)",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let m: Value = serde_json::from_slice(&o.stdout).expect("cargo metadata's JSON");
         let packages: BTreeMap<&str, &Value> =
             m["packages"].as_array().into_iter().flatten().filter_map(|p| Some((p["id"].as_str()?, p))).collect();
