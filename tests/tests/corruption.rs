@@ -58,7 +58,7 @@ fn boot(s: &Scenario, img: &Path, in_place: bool) -> Run {
 #[test]
 fn a_changed_byte_on_keel_images_is_caught_and_named() {
     let arch = Arch::X86_64;
-    let s = Scenario::new("verity", arch, &[]);
+    let s = Scenario::new("verity", arch, &[("debarch", arch.debian())]);
     let (at, root) = locate(&s, s.img());
     let bad = s.dir.path().join("changed.img");
     std::fs::copy(s.img(), &bad).expect("copy the image");
