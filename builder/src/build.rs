@@ -1,5 +1,6 @@
 //! `keel build`: config → plan → kernel, initramfs, UKI and disk image.
 
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use keel_plan::{Arch, Plan, PLAN_PATH, PLAN_VERSION};
@@ -12,7 +13,7 @@ use crate::output::Output;
 use crate::progress::{size, Progress};
 use crate::resolve;
 use crate::sink::{FileSink, Sink};
-use crate::{disk, esp, ext4, uki};
+use crate::{disk, esp, ext4, uki, verity};
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,8 @@ pub struct Artifacts {
     pub kernel_release: String,
     /// How many modules are loaded at boot.
     pub modules: usize,
+    /// keel-images' dm-verity metadata, when verity is on.
+    pub verity: Option<verity::Verity>,
 }
 
 /// Share of keel-data reserved for host root (keel-init), as mke2fs reserves by default.
@@ -220,6 +223,13 @@ fn read_kernel(
             required: false,
         }))
         .collect();
+    if config.verity {
+        wanted.extend(kernel::VERITY_MODULES.iter().map(|m| Wanted {
+            name: m.to_string(),
+            by: "keel (dm-verity)".into(),
+            required: true,
+        }));
+    }
     if config.host.network.mode != keel_plan::net::UplinkMode::None {
         wanted.extend(kernel::UPLINK_MODULES.iter().map(|m| Wanted {
             name: m.to_string(),
@@ -432,80 +442,120 @@ pub fn write(
     step.done(format!("{} compressed", size(initrd.len() as u64)));
     parts.push(("initramfs".into(), initrd.len() as u64));
 
-    // UKI.
-    let step = progress.step("uki", None);
-    let cmdline = cmdline(arch, &config.kernel.cmdline);
-    let osrel = os_release(config, arch);
-    let uki_bytes = uki::build_uki(
-        &stub,
-        &uki::UkiParts {
-            osrel: osrel.as_bytes(),
-            cmdline: cmdline.as_bytes(),
-            uname: kernel.release.as_bytes(),
-            linux: &kernel.image,
-            initrd: &initrd,
-        },
-    )
-    .map_err(|e| loc.at(&stub_ref.path_span, format!("{}.path", stub_ref.key), e.to_string()))?;
-    step.done(size(uki_bytes.len() as u64));
-    parts.push(("uki".into(), uki_bytes.len() as u64));
-
-    // Disk.
+    // The disk, but for the ESP: the UKI's command line carries keel-images' root hash, so the
+    // UKI is made once the filesystem is written and hashed. Its size is known before: the
+    // parameter's length does not depend on the hashes.
     let mut out = Output::new(out_dir).map_err(anyhow::Error::from)?;
     let stem = format!("{}-{}", config.name, arch);
     let step = progress.step("disk", None);
-    let esp_size = esp::fat32_size_for(uki_bytes.len() as u64);
     let (images_size, images_inodes) = ext4::size_for(&tree_refs);
-    let layout = disk::plan(config.name.as_bytes(), esp_size, images_size, config.data_size);
+    let data_blocks = images_size / verity::BLOCK;
+    let base_cmdline = cmdline(arch, &config.kernel.cmdline);
+    let osrel = os_release(config, arch);
+    let make_uki = |cmdline: &str| {
+        uki::build_uki(
+            &stub,
+            &uki::UkiParts {
+                osrel: osrel.as_bytes(),
+                cmdline: cmdline.as_bytes(),
+                uname: kernel.release.as_bytes(),
+                linux: &kernel.image,
+                initrd: &initrd,
+            },
+        )
+        .map_err(|e| loc.at(&stub_ref.path_span, format!("{}.path", stub_ref.key), e.to_string()))
+    };
+    let with_verity = |param: &str| format!("{base_cmdline} {param}");
+    let uki_len = match config.verity {
+        true => make_uki(&with_verity(&verity::Verity::placeholder(data_blocks)))?.len(),
+        false => make_uki(&base_cmdline)?.len(),
+    };
+    let esp_size = esp::fat32_size_for(uki_len as u64);
+    let hash_size = if config.verity { verity::hash_size(data_blocks) } else { 0 };
+    let layout = disk::plan(config.name.as_bytes(), esp_size, images_size + hash_size, config.data_size);
     let img_path = out.path(&format!("{stem}.img"));
-    let file = std::fs::File::create(&img_path).map_err(|e| anyhow::anyhow!("{}: {e}", img_path.display()))?;
-    file.set_len(layout.disk_size).map_err(|e| anyhow::anyhow!("{}: {e}", img_path.display()))?;
-    {
-        let mut sink = FileSink::new(&file);
-        disk::write_gpt(&mut sink, &layout).map_err(anyhow::Error::from)?;
-        for part in &layout.parts {
-            let base = part.first_lba * 512;
-            let size = (part.last_lba + 1 - part.first_lba) * 512;
-            match part.kind {
-                disk::PartKind::Esp => {
-                    let mut s = crate::sink::OffsetSink::new(&mut sink, base);
-                    esp::write_fat32(
-                        &mut s,
-                        size,
-                        "KEEL-ESP",
-                        volume_id(&config.name),
-                        &[(&format!("EFI/BOOT/{}", arch.efi_boot_file()), &uki_bytes)],
-                    )
+    let io_err = |e: std::io::Error| anyhow::anyhow!("{}: {e}", img_path.display());
+    // Read and write: the verity step reads keel-images back.
+    let file =
+        std::fs::File::options().read(true).write(true).create(true).truncate(true).open(&img_path).map_err(io_err)?;
+    file.set_len(layout.disk_size).map_err(io_err)?;
+    let mut sink = FileSink::new(&file);
+    disk::write_gpt(&mut sink, &layout).map_err(anyhow::Error::from)?;
+    for part in &layout.parts {
+        match part.kind {
+            disk::PartKind::Esp => {} // below, once the UKI is made
+            disk::PartKind::Images => {
+                let spec = ext4::Spec {
+                    label: keel_plan::IMAGES_LABEL,
+                    uuid: ext4::uuid_for(&config.name, keel_plan::IMAGES_LABEL),
+                    inodes: Some(images_inodes),
+                    reserved_percent: 0,
+                };
+                ext4::write(&mut sink as &mut dyn Sink, part.offset(), images_size, spec, &tree_refs)
                     .map_err(anyhow::Error::from)?;
-                }
-                disk::PartKind::Images => {
-                    let spec = ext4::Spec {
-                        label: keel_plan::IMAGES_LABEL,
-                        uuid: ext4::uuid_for(&config.name, keel_plan::IMAGES_LABEL),
-                        inodes: Some(images_inodes),
-                        reserved_percent: 0,
-                    };
-                    ext4::write(&mut sink as &mut dyn Sink, base, size, spec, &tree_refs)
-                        .map_err(anyhow::Error::from)?;
-                }
-                disk::PartKind::Data => {
-                    // Blocks only root of the host may use: keel-init's log and record writes
-                    // go on when a container has filled the rest (containers' ids are never host
-                    // root).
-                    let spec = ext4::Spec {
-                        label: keel_plan::DATA_LABEL,
-                        uuid: ext4::uuid_for(&config.name, keel_plan::DATA_LABEL),
-                        inodes: None,
-                        reserved_percent: DATA_RESERVED_PERCENT,
-                    };
-                    ext4::write(&mut sink as &mut dyn Sink, base, size, spec, &[]).map_err(anyhow::Error::from)?;
-                }
+            }
+            disk::PartKind::Data => {
+                // Blocks only root of the host may use: keel-init's log and record writes
+                // go on when a container has filled the rest (containers' ids are never host
+                // root).
+                let spec = ext4::Spec {
+                    label: keel_plan::DATA_LABEL,
+                    uuid: ext4::uuid_for(&config.name, keel_plan::DATA_LABEL),
+                    inodes: None,
+                    reserved_percent: DATA_RESERVED_PERCENT,
+                };
+                ext4::write(&mut sink as &mut dyn Sink, part.offset(), part.size(), spec, &[])
+                    .map_err(anyhow::Error::from)?;
             }
         }
     }
-    file.sync_all().map_err(|e| anyhow::anyhow!("{}: {e}", img_path.display()))?;
     step.done(format!("{}, {} partitions", size(layout.disk_size), layout.parts.len()));
     parts.push(("disk".into(), layout.disk_size));
+
+    // dm-verity over keel-images, read back from the disk: the superblock and tree after the data.
+    let images_part = layout.part(disk::PartKind::Images).ok_or_else(|| anyhow::anyhow!("no keel-images partition"))?;
+    let verity = if config.verity {
+        let step = progress.step("verity", None);
+        let base = images_part.offset();
+        let v =
+            verity::compute(images_size, |at, buf| file.read_exact_at(buf, base + at)).map_err(anyhow::Error::from)?;
+        sink.write_at(base + v.hash_offset(), &v.hash_area).map_err(io_err)?;
+        step.done(format!(
+            "root hash {}..., {} data blocks, tree {}",
+            &v.root_hex()[..16],
+            v.data_blocks,
+            size(v.hash_area.len() as u64)
+        ));
+        parts.push(("verity".into(), v.hash_area.len() as u64));
+        Some(v)
+    } else {
+        None
+    };
+
+    // UKI, and the ESP that holds it.
+    let step = progress.step("uki", None);
+    let cmdline = match &verity {
+        Some(v) => with_verity(&v.param()),
+        None => base_cmdline.clone(),
+    };
+    let uki_bytes = make_uki(&cmdline)?;
+    if uki_bytes.len() != uki_len {
+        return Err(
+            anyhow::anyhow!("the UKI is {} bytes, not the {uki_len} its ESP was sized for", uki_bytes.len()).into()
+        );
+    }
+    let esp = layout.part(disk::PartKind::Esp).ok_or_else(|| anyhow::anyhow!("no ESP partition"))?;
+    esp::write_fat32(
+        &mut crate::sink::OffsetSink::new(&mut sink, esp.offset()),
+        esp.size(),
+        "KEEL-ESP",
+        volume_id(&config.name),
+        &[(&format!("EFI/BOOT/{}", arch.efi_boot_file()), &uki_bytes)],
+    )
+    .map_err(anyhow::Error::from)?;
+    file.sync_all().map_err(io_err)?;
+    step.done(size(uki_bytes.len() as u64));
+    parts.push(("uki".into(), uki_bytes.len() as u64));
 
     out.write(&format!("{stem}.efi"), &uki_bytes).map_err(anyhow::Error::from)?;
     out.write(&format!("{stem}.vmlinuz"), &kernel.image).map_err(anyhow::Error::from)?;
@@ -523,6 +573,7 @@ pub fn write(
         stub: stub_ref,
         images: &sources,
         uki_sha256: &uki_sha256,
+        verity: verity.as_ref(),
     };
     let record = record.to_bytes();
     out.write(&format!("{stem}.provenance.json"), &record).map_err(anyhow::Error::from)?;
@@ -548,7 +599,7 @@ pub fn write(
     let packages: usize = sources.iter().map(|s| s.packages.len()).sum();
     step.done(format!("{} SPDX 2.3, {packages} dpkg package(s) from images", size(sbom.len() as u64)));
     let files = out.commit().map_err(anyhow::Error::from)?;
-    Ok(Artifacts { files, parts, layout, kernel_release: kernel.release, modules: order.len() })
+    Ok(Artifacts { files, parts, layout, kernel_release: kernel.release, modules: order.len(), verity })
 }
 
 fn volume_id(name: &str) -> u32 {

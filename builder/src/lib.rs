@@ -21,3 +21,4 @@ pub mod sbom;
 pub mod seccomp;
 pub mod sink;
 pub mod uki;
+pub mod verity;

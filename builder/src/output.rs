@@ -165,6 +165,16 @@ impl Summary<'_> {
                 part_note(p)
             );
         }
+        if let Some(v) = &a.verity {
+            let _ = writeln!(
+                s,
+                "keel-images verity: root hash {}, {} data blocks, superblock and tree at {} ({})",
+                v.root_hex(),
+                v.data_blocks,
+                size(v.hash_offset()),
+                size(v.hash_area.len() as u64)
+            );
+        }
         let parts: Vec<String> = a.parts.iter().map(|(k, v)| format!("{k} {}", size(*v))).collect();
         let _ = writeln!(s, "parts: {}", parts.join(", "));
         s
@@ -199,6 +209,7 @@ impl Summary<'_> {
                     "read_only": p.attributes & disk::ATTR_READ_ONLY != 0,
                 })).collect::<Vec<_>>(),
             },
+            "verity": a.verity.as_ref().map(crate::verity::Verity::json),
             "parts": a.parts.iter().map(|(k, v)| serde_json::json!({ "name": k, "size": v })).collect::<Vec<_>>(),
             "timings": {
                 "total": self.seconds,

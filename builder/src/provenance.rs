@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::config::FileRef;
 use crate::resolve::ImageSource;
+use crate::verity::Verity;
 
 /// keel's version, from Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -34,6 +35,8 @@ pub struct Record<'a> {
     pub images: &'a [ImageSource],
     /// sha256 of the UKI written.
     pub uki_sha256: &'a str,
+    /// keel-images' dm-verity metadata, when verity is on.
+    pub verity: Option<&'a Verity>,
 }
 
 /// A pinned file by its file name (never its path on this machine) and sha256.
@@ -65,6 +68,7 @@ impl Record<'_> {
             "stub": pinned(self.stub),
             "images": images,
             "uki": { "sha256": self.uki_sha256 },
+            "verity": self.verity.map(Verity::json),
         });
         let mut out = serde_json::to_vec_pretty(&v).unwrap_or_default();
         out.push(b'\n');

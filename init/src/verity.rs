@@ -5,7 +5,7 @@
 //! so every block read from keel-images is checked against the root hash; a block that does not
 //! match reads as EIO.
 //!
-//! Without the parameter (`[images] verity = false`) the partition is mounted as it is, and keel
+//! Without the parameter (`[disk] verity = false`) the partition is mounted as it is, and keel
 //! says so. With it, a failure to map is fatal: keel-images is never mounted unchecked.
 
 use std::fs::File;

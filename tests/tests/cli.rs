@@ -130,7 +130,7 @@ fn build_reports_as_text_json_or_nothing() {
     assert!(o.status.success(), "{}", text(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     let stderr = String::from_utf8_lossy(&o.stderr);
-    for step in ["kernel", "images", "initramfs", "uki", "disk", "sbom"] {
+    for step in ["kernel", "images", "initramfs", "disk", "verity", "uki", "sbom"] {
         assert!(stderr.lines().any(|l| l.trim_start().starts_with(&format!("{step} "))), "no {step} line:\n{stderr}");
     }
     assert!(!stderr.contains(".ko"), "module files on the terminal:\n{stderr}");
@@ -160,7 +160,10 @@ fn build_reports_as_text_json_or_nothing() {
     assert_eq!(labels, ["keel-esp", "keel-images", "keel-data"]);
     let steps: Vec<&str> =
         j["timings"]["steps"].as_array().unwrap().iter().filter_map(|s| s["name"].as_str()).collect();
-    assert_eq!(steps, ["kernel", "images", "initramfs", "uki", "disk", "sbom"]);
+    assert_eq!(steps, ["kernel", "images", "initramfs", "disk", "verity", "uki", "sbom"]);
+    let v = &j["verity"];
+    assert_eq!(v["root_hash"].as_str().map(str::len), Some(64), "{v}");
+    assert_eq!(v["hash_offset"].as_u64(), v["data_blocks"].as_u64().map(|n| n * 4096), "{v}");
     assert!(j["parts"].as_array().unwrap().iter().any(|p| p["name"] == "initramfs" && p["size"].as_u64() > Some(0)));
     // The same build gives the same files, whatever it prints.
     let text_img = sha256(&dir.path().join("text/hello-x86_64.img"));

@@ -38,6 +38,9 @@ pub const DEFAULT_DISK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default time containers get between SIGTERM and SIGKILL on a graceful stop.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// The command-line parameter the builder appends for dm-verity; `[kernel] cmdline` may not set it.
+pub const VERITY_PARAM: &str = "keel.verity=";
+
 /// A validated config.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -55,6 +58,8 @@ pub struct Config {
     pub host: HostConfig,
     /// keel-data partition size in bytes.
     pub data_size: u64,
+    /// `[disk] verity`: keel-images under dm-verity, its root hash on the UKI's command line.
+    pub verity: bool,
     /// `[[container]]`, in file order.
     pub containers: Vec<ContainerConfig>,
     /// `[[volume]]`, in file order.
@@ -431,6 +436,7 @@ impl Validator<'_> {
             kernel,
             host,
             data_size,
+            verity: raw.disk.verity.unwrap_or(true),
             containers,
             volumes,
             networks,
@@ -489,6 +495,18 @@ impl Validator<'_> {
                 self.err(&m.span(), format!("kernel.modules[{i}]"), format!("`{}` is not a module name", m.get_ref()));
             }
             modules.push((name, m.span()));
+        }
+        if let Some(c) = &k.cmdline {
+            if c.get_ref().split_whitespace().any(|w| w.starts_with(VERITY_PARAM)) {
+                self.err(
+                    &c.span(),
+                    "kernel.cmdline",
+                    format!(
+                        "`{VERITY_PARAM}` is keel's to set: it carries keel-images' root hash (`[disk] verity = false` \
+                         turns dm-verity off)"
+                    ),
+                );
+            }
         }
         let cmdline = k.cmdline.map(|c| c.into_inner()).unwrap_or_default();
         KernelConfig { packages, stubs, cmdline, modules, span }

@@ -140,6 +140,8 @@ pub struct RawHost {
 pub struct RawDisk {
     #[serde(default)]
     pub data_size: Option<Spanned<String>>,
+    #[serde(default)]
+    pub verity: Option<bool>,
 }
 
 /// One `[[container]]`.

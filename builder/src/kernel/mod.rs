@@ -24,6 +24,11 @@ pub const BASE_MODULES: &[&str] =
 /// instruction and the firmware's EFI_RNG_PROTOCOL seed alone, when they exist).
 pub const OPTIONAL_BASE_MODULES: &[&str] = &["virtio_mmio", "virtio_rng"];
 
+/// dm-verity, loaded when keel-images is verified (`[disk] verity`, on by default): keel-init
+/// maps the partition through it before mounting. Its dependencies (dm-mod, dm-bufio,
+/// reed_solomon) come through the closure; sha256 is built into Debian's kernels.
+pub const VERITY_MODULES: &[&str] = &["dm_verity"];
+
 /// The uplink NIC driver (virtio-net; `failover` and `net_failover` come with it), loaded when
 /// `[host.network] mode` is not `none`.
 pub const UPLINK_MODULES: &[&str] = &["virtio_net"];
