@@ -44,6 +44,19 @@ pub struct Artifacts {
     pub kernel_release: String,
     /// How many modules are loaded at boot.
     pub modules: usize,
+    /// The UKI's signature, if `[signing]` asked for one.
+    pub signed: Option<Signed>,
+}
+
+/// What a signed UKI was signed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// sha256 of the certificate (DER).
+    pub cert_sha256: String,
+    /// The certificate's subject common name.
+    pub common_name: Option<String>,
+    /// sha256 of the UKI before it was signed (what `sbattach --remove` gives back).
+    pub unsigned_sha256: String,
 }
 
 /// Share of keel-data reserved for host root (keel-init), as mke2fs reserves by default.
@@ -450,6 +463,26 @@ pub fn write(
     step.done(size(uki_bytes.len() as u64));
     parts.push(("uki".into(), uki_bytes.len() as u64));
 
+    // Signing: the unsigned UKI, with an Authenticode signature appended.
+    let (uki_bytes, signed) = match &config.signing {
+        None => (uki_bytes, None),
+        Some(signing) => {
+            let step = progress.step("sign", None);
+            let unsigned_sha256 = hex::encode(sha2::Sha256::digest(&uki_bytes));
+            let signed = crate::sign::sign(&uki_bytes, &signing.key)
+                .map_err(|e| anyhow::anyhow!("signing the UKI with {}: {e}", signing.cert_path.display()))?;
+            let added = (signed.len() - uki_bytes.len()) as u64;
+            step.done(format!("Authenticode, {}, {} signature", signing.describe(), size(added)));
+            parts.push(("signature".into(), added));
+            let record = Signed {
+                cert_sha256: signing.cert_sha256.clone(),
+                common_name: signing.key.cert.common_name.clone(),
+                unsigned_sha256,
+            };
+            (signed, Some(record))
+        }
+    };
+
     // Disk.
     let mut out = Output::new(out_dir).map_err(anyhow::Error::from)?;
     let stem = format!("{}-{}", config.name, arch);
@@ -523,6 +556,7 @@ pub fn write(
         stub: stub_ref,
         images: &sources,
         uki_sha256: &uki_sha256,
+        signed: signed.as_ref(),
     };
     let record = record.to_bytes();
     out.write(&format!("{stem}.provenance.json"), &record).map_err(anyhow::Error::from)?;
@@ -548,7 +582,7 @@ pub fn write(
     let packages: usize = sources.iter().map(|s| s.packages.len()).sum();
     step.done(format!("{} SPDX 2.3, {packages} dpkg package(s) from images", size(sbom.len() as u64)));
     let files = out.commit().map_err(anyhow::Error::from)?;
-    Ok(Artifacts { files, parts, layout, kernel_release: kernel.release, modules: order.len() })
+    Ok(Artifacts { files, parts, layout, kernel_release: kernel.release, modules: order.len(), signed })
 }
 
 fn volume_id(name: &str) -> u32 {
