@@ -73,7 +73,7 @@ check: test-bins
 ## executions and whether it was clean; corpora grow in fuzz/corpus/TARGET, crashes land in
 ## fuzz/artifacts/TARGET (docs/architecture.md, "Fuzzing")
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS ?= config oci layer docker ar deb modinfo uki gpt plan filter seccomp dhcp http dpkg
+FUZZ_TARGETS ?= config oci layer docker ar deb modinfo uki gpt plan filter seccomp dhcp http dpkg cert
 # libFuzzer's coverage instrumentation, as cargo fuzz sets it, with stable flags only (no
 # sanitizer, so no -Z flag and no nightly). Built for the host triple named explicitly, so build
 # scripts and proc macros are not instrumented. The remap above stays in RUSTFLAGS.

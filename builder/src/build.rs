@@ -47,6 +47,19 @@ pub struct Artifacts {
     pub modules: usize,
     /// keel-images' dm-verity metadata, when verity is on.
     pub verity: Option<verity::Verity>,
+    /// The UKI's signature, if `[signing]` asked for one.
+    pub signed: Option<Signed>,
+}
+
+/// What a signed UKI was signed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// sha256 of the certificate (DER).
+    pub cert_sha256: String,
+    /// The certificate's subject common name.
+    pub common_name: Option<String>,
+    /// sha256 of the UKI before it was signed (what `sbattach --remove` gives back).
+    pub unsigned_sha256: String,
 }
 
 /// Share of keel-data reserved for host root (keel-init), as mke2fs reserves by default.
@@ -466,10 +479,21 @@ pub fn write(
         .map_err(|e| loc.at(&stub_ref.path_span, format!("{}.path", stub_ref.key), e.to_string()))
     };
     let with_verity = |param: &str| format!("{base_cmdline} {param}");
-    let uki_len = match config.verity {
-        true => make_uki(&with_verity(&verity::Verity::placeholder(data_blocks)))?.len(),
-        false => make_uki(&base_cmdline)?.len(),
+    // The signature's length depends only on the certificate, so the placeholder UKI, signed,
+    // has the final length.
+    let sign_uki = |unsigned: &[u8], signing: &crate::config::signing::SigningConfig| {
+        crate::sign::sign(unsigned, &signing.key)
+            .map_err(|e| anyhow::anyhow!("signing the UKI with {}: {e}", signing.cert_path.display()))
     };
+    let placeholder = match config.verity {
+        true => make_uki(&with_verity(&verity::Verity::placeholder(data_blocks)))?,
+        false => make_uki(&base_cmdline)?,
+    };
+    let uki_len = match &config.signing {
+        Some(signing) => sign_uki(&placeholder, signing)?.len(),
+        None => placeholder.len(),
+    };
+    drop(placeholder);
     let esp_size = esp::fat32_size_for(uki_len as u64);
     let hash_size = if config.verity { verity::hash_size(data_blocks) } else { 0 };
     let layout = disk::plan(config.name.as_bytes(), esp_size, images_size + hash_size, config.data_size);
@@ -532,13 +556,34 @@ pub fn write(
         None
     };
 
-    // UKI, and the ESP that holds it.
+    // UKI, signed if asked, and the ESP that holds it.
     let step = progress.step("uki", None);
     let cmdline = match &verity {
         Some(v) => with_verity(&v.param()),
         None => base_cmdline.clone(),
     };
     let uki_bytes = make_uki(&cmdline)?;
+    step.done(size(uki_bytes.len() as u64));
+    parts.push(("uki".into(), uki_bytes.len() as u64));
+
+    // Signing: the unsigned UKI, with an Authenticode signature appended.
+    let (uki_bytes, signed) = match &config.signing {
+        None => (uki_bytes, None),
+        Some(signing) => {
+            let step = progress.step("sign", None);
+            let unsigned_sha256 = hex::encode(sha2::Sha256::digest(&uki_bytes));
+            let signed = sign_uki(&uki_bytes, signing)?;
+            let added = (signed.len() - uki_bytes.len()) as u64;
+            step.done(format!("Authenticode, {}, {} signature", signing.describe(), size(added)));
+            parts.push(("signature".into(), added));
+            let record = Signed {
+                cert_sha256: signing.cert_sha256.clone(),
+                common_name: signing.key.cert.common_name.clone(),
+                unsigned_sha256,
+            };
+            (signed, Some(record))
+        }
+    };
     if uki_bytes.len() != uki_len {
         return Err(
             anyhow::anyhow!("the UKI is {} bytes, not the {uki_len} its ESP was sized for", uki_bytes.len()).into()
@@ -554,8 +599,6 @@ pub fn write(
     )
     .map_err(anyhow::Error::from)?;
     file.sync_all().map_err(io_err)?;
-    step.done(size(uki_bytes.len() as u64));
-    parts.push(("uki".into(), uki_bytes.len() as u64));
 
     out.write(&format!("{stem}.efi"), &uki_bytes).map_err(anyhow::Error::from)?;
     out.write(&format!("{stem}.vmlinuz"), &kernel.image).map_err(anyhow::Error::from)?;
@@ -574,6 +617,7 @@ pub fn write(
         images: &sources,
         uki_sha256: &uki_sha256,
         verity: verity.as_ref(),
+        signed: signed.as_ref(),
     };
     let record = record.to_bytes();
     out.write(&format!("{stem}.provenance.json"), &record).map_err(anyhow::Error::from)?;
@@ -599,7 +643,7 @@ pub fn write(
     let packages: usize = sources.iter().map(|s| s.packages.len()).sum();
     step.done(format!("{} SPDX 2.3, {packages} dpkg package(s) from images", size(sbom.len() as u64)));
     let files = out.commit().map_err(anyhow::Error::from)?;
-    Ok(Artifacts { files, parts, layout, kernel_release: kernel.release, modules: order.len(), verity })
+    Ok(Artifacts { files, parts, layout, kernel_release: kernel.release, modules: order.len(), verity, signed })
 }
 
 fn volume_id(name: &str) -> u32 {

@@ -19,6 +19,7 @@ pub mod provenance;
 pub mod resolve;
 pub mod sbom;
 pub mod seccomp;
+pub mod sign;
 pub mod sink;
 pub mod uki;
 pub mod verity;

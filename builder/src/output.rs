@@ -175,6 +175,10 @@ impl Summary<'_> {
                 size(v.hash_area.len() as u64)
             );
         }
+        if let Some(sig) = &a.signed {
+            let cn = sig.common_name.as_deref().map(|c| format!("CN={c}, ")).unwrap_or_default();
+            let _ = writeln!(s, "uki: signed (Authenticode) with {cn}cert sha256 {}", sig.cert_sha256);
+        }
         let parts: Vec<String> = a.parts.iter().map(|(k, v)| format!("{k} {}", size(*v))).collect();
         let _ = writeln!(s, "parts: {}", parts.join(", "));
         s
@@ -210,6 +214,11 @@ impl Summary<'_> {
                 })).collect::<Vec<_>>(),
             },
             "verity": a.verity.as_ref().map(crate::verity::Verity::json),
+            "signed": a.signed.as_ref().map(|sig| serde_json::json!({
+                "cert_sha256": sig.cert_sha256,
+                "common_name": sig.common_name,
+                "unsigned_sha256": sig.unsigned_sha256,
+            })),
             "parts": a.parts.iter().map(|(k, v)| serde_json::json!({ "name": k, "size": v })).collect::<Vec<_>>(),
             "timings": {
                 "total": self.seconds,

@@ -37,6 +37,8 @@ pub struct Record<'a> {
     pub uki_sha256: &'a str,
     /// keel-images' dm-verity metadata, when verity is on.
     pub verity: Option<&'a Verity>,
+    /// Its signature, if it is signed.
+    pub signed: Option<&'a crate::build::Signed>,
 }
 
 /// A pinned file by its file name (never its path on this machine) and sha256.
@@ -59,6 +61,15 @@ impl Record<'_> {
                 })
             })
             .collect();
+        let mut uki = json!({ "sha256": self.uki_sha256 });
+        // Only a signed UKI has the field, so an unsigned build's record is as it always was.
+        if let Some(s) = self.signed {
+            uki["signed"] = json!({
+                "format": "authenticode",
+                "cert_sha256": s.cert_sha256,
+                "unsigned_sha256": s.unsigned_sha256,
+            });
+        }
         let v = json!({
             "keel": { "version": VERSION, "commit": COMMIT, "rustc": RUSTC },
             "config": { "name": self.name, "sha256": self.config_sha256 },
@@ -67,7 +78,7 @@ impl Record<'_> {
             "kernel": pinned(self.kernel),
             "stub": pinned(self.stub),
             "images": images,
-            "uki": { "sha256": self.uki_sha256 },
+            "uki": uki,
             "verity": self.verity.map(Verity::json),
         });
         let mut out = serde_json::to_vec_pretty(&v).unwrap_or_default();

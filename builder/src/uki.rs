@@ -277,6 +277,29 @@ fn sections_of(pe: &[u8], h: &Headers) -> Vec<SectionInfo> {
         .collect()
 }
 
+/// Where the fields a signature touches are in a PE32+ image (see `sign::pe`).
+#[derive(Debug, Clone)]
+pub struct SignLayout {
+    /// File offset of the optional header's CheckSum.
+    pub checksum: usize,
+    /// File offset of data directory 4 (security), if the optional header has one.
+    pub security_dir: Option<usize>,
+    /// SizeOfHeaders.
+    pub size_of_headers: u32,
+    /// The section table.
+    pub sections: Vec<SectionInfo>,
+}
+
+/// The [`SignLayout`] of a PE32+ image.
+pub fn sign_layout(pe: &[u8]) -> Result<SignLayout, UkiError> {
+    let h = headers(pe, "image")?;
+    let num_dirs = u32_at(pe, h.opt + OPT_NUM_DIRS).unwrap_or(0) as usize;
+    let dir = h.opt + OPT_DIRS + DIR_SECURITY * 8;
+    let security_dir = (num_dirs > DIR_SECURITY && dir + 8 <= h.sections).then_some(dir);
+    let size_of_headers = u32_at(pe, h.opt + OPT_SIZE_OF_HEADERS).unwrap_or(0);
+    Ok(SignLayout { checksum: h.opt + OPT_CHECKSUM, security_dir, size_of_headers, sections: sections_of(pe, &h) })
+}
+
 /// The section table of a PE32+ image.
 pub fn section_table(pe: &[u8]) -> Result<Vec<SectionInfo>, UkiError> {
     let h = headers(pe, "image")?;

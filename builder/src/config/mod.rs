@@ -9,6 +9,7 @@ pub mod isolation;
 pub mod logs;
 pub mod network;
 mod schema;
+pub mod signing;
 pub mod supervision;
 pub mod units;
 pub mod volumes;
@@ -70,6 +71,8 @@ pub struct Config {
     pub links: Vec<network::LinkConfig>,
     /// `[api]`, with its TLS files read.
     pub api: Option<api::ApiConfig>,
+    /// `[signing]`, with its key and certificate read and checked.
+    pub signing: Option<signing::SigningConfig>,
 }
 
 /// The pinned input files for one arch, read and verified.
@@ -428,6 +431,7 @@ impl Validator<'_> {
         let links = self.links(raw.links);
         self.network_refs(&host.network, &networks, &containers, &links);
         let api = raw.api.and_then(|a| self.api(a, &host.network, &containers));
+        let signing = raw.signing.and_then(|s| self.signing(s));
         Config {
             path: PathBuf::new(),
             source: String::new(),
@@ -442,6 +446,7 @@ impl Validator<'_> {
             networks,
             links,
             api,
+            signing,
         }
     }
 

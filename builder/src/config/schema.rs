@@ -29,6 +29,16 @@ pub struct RawConfig {
     pub links: Vec<Spanned<RawLink>>,
     #[serde(default)]
     pub api: Option<Spanned<RawApi>>,
+    #[serde(default)]
+    pub signing: Option<Spanned<RawSigning>>,
+}
+
+/// `[signing]`: the key and certificate the UKI is signed with.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawSigning {
+    pub key: Spanned<String>,
+    pub cert: Spanned<String>,
 }
 
 /// `[api]`: the mTLS HTTPS API in keel-init.
