@@ -84,12 +84,22 @@ fn main() -> ExitCode {
         Command::Reboot { api } => api_call("reboot", &api, "POST", "/v1/host/reboot", Show::Message),
         Command::Poweroff { api } => api_call("poweroff", &api, "POST", "/v1/host/poweroff", Show::Message),
         Command::Metrics { api } => api_call("metrics", &api, "GET", "/metrics", Show::Raw),
-        Command::Run { image, arch, accel, timeout, memory, persist, publish } => {
+        Command::Run { image, arch, accel, timeout, memory, persist, publish, secure_boot, varstore } => {
             if let Err(e) = run_flags(arch.as_deref(), accel.as_deref(), &timeout, memory.as_deref(), &publish) {
                 eprintln!("keel run: {e}");
                 return ExitCode::from(EXIT_INPUT);
             }
-            match run::run(&image, arch.as_deref(), accel.as_deref(), &timeout, memory.as_deref(), persist, &publish) {
+            let secure_boot = secure_boot.then_some(run::SecureBoot { varstore });
+            let flags = run::Flags {
+                arch: arch.as_deref(),
+                accel: accel.as_deref(),
+                timeout: &timeout,
+                memory: memory.as_deref(),
+                persist,
+                publish: &publish,
+                secure_boot,
+            };
+            match run::run(&image, &flags) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::FAILURE,
                 Err(e) => {
