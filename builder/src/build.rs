@@ -219,6 +219,11 @@ fn read_kernel(
             by: "keel (power button)".into(),
             required: false,
         }))
+        .chain(kernel::SECURE_BOOT_MODULES.iter().map(|m| Wanted {
+            name: m.to_string(),
+            by: "keel (secure boot status)".into(),
+            required: false,
+        }))
         .collect();
     if config.host.network.mode != keel_plan::net::UplinkMode::None {
         wanted.extend(kernel::UPLINK_MODULES.iter().map(|m| Wanted {
