@@ -29,19 +29,20 @@ pub fn report() {
     console::say(describe(&secure_boot, &lockdown));
 }
 
-/// `secure boot on` / `off`, or `unknown (why)`.
+/// Whether the firmware booted with Secure Boot on (off when it has no `SecureBoot` variable),
+/// or why that is unknown.
 fn read_secure_boot() -> Result<bool, String> {
     let dir = Path::new(EFIVARS);
     if !dir.is_dir() {
         return Err("not an EFI boot".into());
     }
     read_mounted(dir, "efivarfs", |d| {
-        let bytes = fs::read(d.join(SECURE_BOOT_VAR)).map_err(|e| match e.kind() {
-            // The firmware has no Secure Boot at all.
-            std::io::ErrorKind::NotFound => "no SecureBoot variable".to_string(),
-            _ => format!("read SecureBoot: {e}"),
-        })?;
-        secure_boot_value(&bytes)
+        match fs::read(d.join(SECURE_BOOT_VAR)) {
+            Ok(bytes) => secure_boot_value(&bytes),
+            // A firmware without Secure Boot has no such variable: it checked nothing.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(format!("read SecureBoot: {e}")),
+        }
     })
 }
 

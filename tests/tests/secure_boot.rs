@@ -2,8 +2,9 @@
 //!
 //! One build of tests/scenarios/secure-boot.toml per arch and a varstore that enrols the test
 //! certificate (tests/fixtures/signing/test-db.pem) as PK, KEK and db, made with virt-fw-vars.
-//! Four disks boot at once: the UKI signed with the test key boots, keel-init reports
-//! `secure boot on, lockdown integrity` and the container's greeting appears; the unsigned UKI,
+//! Five boots at once: the UKI signed with the test key boots, keel-init reports
+//! `secure boot on, lockdown integrity` and the container's greeting appears; the unsigned image
+//! boots without `--secure-boot` and keel-init reports `secure boot off`; the unsigned UKI,
 //! the signed one with a byte of `.cmdline` changed afterwards, and one signed with a throwaway
 //! key are each refused by the firmware with "Access Denied", after which it waits at its menu,
 //! so the test kills it there.
@@ -26,6 +27,8 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
 const ACCESS_DENIED: &str = "Access Denied";
 /// keel-init's line under Secure Boot with Debian's kernel.
 const SECURE_BOOT_ON: &str = "keel: secure boot on, lockdown integrity";
+/// keel-init's line without Secure Boot.
+const SECURE_BOOT_OFF: &str = "keel: secure boot off, lockdown none";
 /// The container's greeting.
 const GREETING: &str = "greeter| booted under secure boot on";
 
@@ -193,18 +196,19 @@ impl Boot {
     }
 }
 
-/// `keel run DISK --secure-boot --varstore VARSTORE`, to its end, or killed (with QEMU, which
-/// dies with it) at the first line containing `kill_at`.
-fn keel_run(what: &'static str, disk: &Path, varstore: &Path, arch: Arch, kill_at: Option<&str>) -> Boot {
+/// `keel run DISK --secure-boot --varstore VARSTORE` (or without Secure Boot when `varstore` is
+/// `None`), to its end, or killed (with QEMU, which dies with it) at the first line containing
+/// `kill_at`.
+fn keel_run(what: &'static str, disk: &Path, varstore: Option<&Path>, arch: Arch, kill_at: Option<&str>) -> Boot {
     let started = Instant::now();
-    let mut child = Command::new(keel_bin())
-        .args(["run", &disk.to_string_lossy(), "--arch", arch.name(), "--accel", "tcg", "--secure-boot"])
-        .args(["--varstore", &varstore.to_string_lossy(), "--timeout", &format!("{}s", BOOT_TIMEOUT.as_secs())])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start keel run");
+    let mut command = Command::new(keel_bin());
+    command.args(["run", &disk.to_string_lossy(), "--arch", arch.name(), "--accel", "tcg"]);
+    command.args(["--timeout", &format!("{}s", BOOT_TIMEOUT.as_secs())]);
+    if let Some(v) = varstore {
+        command.args(["--secure-boot", "--varstore", &v.to_string_lossy()]);
+    }
+    let mut child =
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start keel run");
     let (tx, rx) = mpsc::channel();
     let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
     thread::spawn(move || {
@@ -263,16 +267,18 @@ fn secure_boot(arch: Arch) {
     let o = tool("sbverify", &["--cert", &cert.to_string_lossy(), &dir.join("signed.efi").to_string_lossy()]);
     assert!(o.status.success(), "{arch}: sbverify rejects the signed UKI:\n{}", text(&o));
 
-    let disks: [(&'static str, PathBuf, Option<&str>); 4] = [
-        ("signed", signed, None),
-        ("unsigned", s.img().to_path_buf(), Some(ACCESS_DENIED)),
-        ("tampered .cmdline", tampered, Some(ACCESS_DENIED)),
-        ("signed by another key", wrong_key, Some(ACCESS_DENIED)),
+    let sb = Some(varstore.as_path());
+    let disks: [(&'static str, PathBuf, Option<&Path>, Option<&str>); 5] = [
+        ("signed", signed, sb, None),
+        ("unsigned, without Secure Boot", s.img().to_path_buf(), None, None),
+        ("unsigned", s.img().to_path_buf(), sb, Some(ACCESS_DENIED)),
+        ("tampered .cmdline", tampered, sb, Some(ACCESS_DENIED)),
+        ("signed by another key", wrong_key, sb, Some(ACCESS_DENIED)),
     ];
     let boots: Vec<Boot> = thread::scope(|scope| {
         let handles: Vec<_> = disks
             .iter()
-            .map(|(what, disk, kill_at)| scope.spawn(|| keel_run(what, disk, &varstore, arch, *kill_at)))
+            .map(|(what, disk, varstore, kill_at)| scope.spawn(|| keel_run(what, disk, *varstore, arch, *kill_at)))
             .collect();
         handles.into_iter().map(|h| h.join().expect("a boot thread")).collect()
     });
@@ -289,7 +295,7 @@ fn secure_boot(arch: Arch) {
             }
         );
     }
-    let [ok, refused @ ..] = &boots[..] else { unreachable!() };
+    let [ok, plain, refused @ ..] = &boots[..] else { unreachable!() };
     let console = ok.console();
     assert_eq!(ok.exited, Some(true), "{arch}: the signed image did not power off cleanly:\n{console}\n{}", ok.stderr);
     assert!(!console.contains(ACCESS_DENIED), "{arch}: the signed image was refused:\n{console}");
@@ -306,6 +312,12 @@ fn secure_boot(arch: Arch) {
         on.as_secs_f64(),
         greeting.as_secs_f64()
     );
+
+    // The same image without --secure-boot: the firmware checks nothing and keel-init says so.
+    let console = plain.console();
+    assert_eq!(plain.exited, Some(true), "{arch}: the plain boot did not power off cleanly:\n{console}");
+    assert!(plain.at(SECURE_BOOT_OFF).is_some(), "{arch}: no `{SECURE_BOOT_OFF}` without Secure Boot:\n{console}");
+    assert!(plain.at(GREETING).is_some() && !console.contains("locked down"), "{arch}: plain boot:\n{console}");
 
     for b in refused {
         let console = b.console();
