@@ -85,7 +85,15 @@ fn main() -> ExitCode {
         Command::Poweroff { api } => api_call("poweroff", &api, "POST", "/v1/host/poweroff", Show::Message),
         Command::Metrics { api } => api_call("metrics", &api, "GET", "/metrics", Show::Raw),
         Command::Run { image, arch, accel, timeout, memory, persist, publish, secure_boot, varstore } => {
-            if let Err(e) = run_flags(arch.as_deref(), accel.as_deref(), &timeout, memory.as_deref(), &publish) {
+            let checked = run_flags(
+                arch.as_deref(),
+                accel.as_deref(),
+                &timeout,
+                memory.as_deref(),
+                &publish,
+                varstore.as_deref(),
+            );
+            if let Err(e) = checked {
                 eprintln!("keel run: {e}");
                 return ExitCode::from(EXIT_INPUT);
             }
@@ -223,6 +231,7 @@ fn run_flags(
     timeout: &str,
     memory: Option<&str>,
     publish: &[String],
+    varstore: Option<&Path>,
 ) -> Result<(), String> {
     if let Some(a) = arch {
         keel_qemu::Arch::from_str(a).map_err(|e| format!("--arch: {e}"))?;
@@ -240,6 +249,9 @@ fn run_flags(
     }
     for p in publish {
         p.parse::<keel_qemu::Publish>().map_err(|e| format!("--publish: {e}"))?;
+    }
+    if let Some(v) = varstore.filter(|v| !v.is_file()) {
+        return Err(format!("--varstore: {}: no such file", v.display()));
     }
     Ok(())
 }

@@ -2,12 +2,14 @@
 //!
 //! One build of tests/scenarios/secure-boot.toml per arch and a varstore that enrols the test
 //! certificate (tests/fixtures/signing/test-db.pem) as PK, KEK and db, made with virt-fw-vars.
-//! Five boots at once: the UKI signed with the test key boots, keel-init reports
-//! `secure boot on, lockdown integrity` and the container's greeting appears; the unsigned image
-//! boots without `--secure-boot` and keel-init reports `secure boot off`; the unsigned UKI,
-//! the signed one with a byte of `.cmdline` changed afterwards, and one signed with a throwaway
-//! key are each refused by the firmware with "Access Denied", after which it waits at its menu,
-//! so the test kills it there.
+//! Six boots at once:
+//! - the UKI signed with the test key boots, the kernel locks itself down, keel-init reports
+//!   `secure boot on, lockdown integrity` and the container's greeting appears;
+//! - the unsigned image boots without `--secure-boot`, and keel-init reports `secure boot off`;
+//! - one signed with Debian's snakeoil key boots with `keel run`'s default varstore;
+//! - the unsigned UKI, the signed one with a byte of `.cmdline` changed afterwards, and the
+//!   snakeoil-signed one under the test varstore are each refused by the firmware with "Access
+//!   Denied", after which it waits at its menu, so the test kills it there.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -148,30 +150,32 @@ fn tampered_image(s: &Scenario, key: &Path, cert: &Path) -> PathBuf {
     disk
 }
 
-/// A throwaway key and self-signed certificate in `dir`, enrolled nowhere.
-fn other_key(dir: &Path) -> (PathBuf, PathBuf) {
-    let (key, cert) = (dir.join("other.key"), dir.join("other.pem"));
+/// Debian's snakeoil key (decrypted into `dir`; its password is `snakeoil`, README.Debian) and
+/// certificate: enrolled in the default varstore of `keel run --secure-boot`, not in the test's.
+fn snakeoil_key(arch: Arch, dir: &Path) -> (PathBuf, PathBuf) {
+    let share = Path::new(match arch {
+        Arch::X86_64 => "/usr/share/ovmf",
+        Arch::Aarch64 => "/usr/share/qemu-efi-aarch64",
+    });
+    let key = dir.join("snakeoil.key");
+    let encrypted = share.join("PkKek-1-snakeoil.key");
     let o = tool(
         "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &key.to_string_lossy(),
-            "-out",
-            &cert.to_string_lossy(),
-            "-subj",
-            "/CN=keel test other",
-            "-days",
-            "1",
-            "-sha256",
-        ],
+        &["pkey", "-in", &encrypted.to_string_lossy(), "-passin", "pass:snakeoil", "-out", &key.to_string_lossy()],
     );
-    assert!(o.status.success(), "openssl req failed:\n{}", text(&o));
-    (key, cert)
+    assert!(o.status.success(), "openssl pkey failed:\n{}", text(&o));
+    (key, share.join("PkKek-1-snakeoil.pem"))
+}
+
+/// How `keel run` is asked for Secure Boot.
+#[derive(Clone, Copy)]
+enum Varstore<'a> {
+    /// Not at all.
+    Off,
+    /// `--secure-boot`: Debian's snakeoil varstore.
+    Default,
+    /// `--secure-boot --varstore FILE`.
+    File(&'a Path),
 }
 
 /// What one `keel run` printed, and when.
@@ -196,16 +200,21 @@ impl Boot {
     }
 }
 
-/// `keel run DISK --secure-boot --varstore VARSTORE` (or without Secure Boot when `varstore` is
-/// `None`), to its end, or killed (with QEMU, which dies with it) at the first line containing
+/// `keel run DISK` with `varstore`'s flags, to its end, or killed (with QEMU, which dies with it) at the first line containing
 /// `kill_at`.
-fn keel_run(what: &'static str, disk: &Path, varstore: Option<&Path>, arch: Arch, kill_at: Option<&str>) -> Boot {
+fn keel_run(what: &'static str, disk: &Path, varstore: Varstore<'_>, arch: Arch, kill_at: Option<&str>) -> Boot {
     let started = Instant::now();
     let mut command = Command::new(keel_bin());
     command.args(["run", &disk.to_string_lossy(), "--arch", arch.name(), "--accel", "tcg"]);
     command.args(["--timeout", &format!("{}s", BOOT_TIMEOUT.as_secs())]);
-    if let Some(v) = varstore {
-        command.args(["--secure-boot", "--varstore", &v.to_string_lossy()]);
+    match varstore {
+        Varstore::Off => {}
+        Varstore::Default => {
+            command.arg("--secure-boot");
+        }
+        Varstore::File(v) => {
+            command.args(["--secure-boot", "--varstore", &v.to_string_lossy()]);
+        }
     }
     let mut child =
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start keel run");
@@ -262,18 +271,19 @@ fn secure_boot(arch: Arch) {
 
     let signed = signed_image(&s, &key, &cert, "signed");
     let tampered = tampered_image(&s, &key, &cert);
-    let (other_key, other_cert) = other_key(&dir);
-    let wrong_key = signed_image(&s, &other_key, &other_cert, "wrong-key");
+    let (snakeoil_key, snakeoil_cert) = snakeoil_key(arch, &dir);
+    let snakeoil = signed_image(&s, &snakeoil_key, &snakeoil_cert, "snakeoil");
     let o = tool("sbverify", &["--cert", &cert.to_string_lossy(), &dir.join("signed.efi").to_string_lossy()]);
     assert!(o.status.success(), "{arch}: sbverify rejects the signed UKI:\n{}", text(&o));
 
-    let sb = Some(varstore.as_path());
-    let disks: [(&'static str, PathBuf, Option<&Path>, Option<&str>); 5] = [
+    let sb = Varstore::File(&varstore);
+    let disks: [(&'static str, PathBuf, Varstore<'_>, Option<&str>); 6] = [
         ("signed", signed, sb, None),
-        ("unsigned, without Secure Boot", s.img().to_path_buf(), None, None),
+        ("unsigned, without Secure Boot", s.img().to_path_buf(), Varstore::Off, None),
+        ("snakeoil-signed, default varstore", snakeoil.clone(), Varstore::Default, None),
         ("unsigned", s.img().to_path_buf(), sb, Some(ACCESS_DENIED)),
         ("tampered .cmdline", tampered, sb, Some(ACCESS_DENIED)),
-        ("signed by another key", wrong_key, sb, Some(ACCESS_DENIED)),
+        ("snakeoil-signed, test varstore", snakeoil, sb, Some(ACCESS_DENIED)),
     ];
     let boots: Vec<Boot> = thread::scope(|scope| {
         let handles: Vec<_> = disks
@@ -295,7 +305,7 @@ fn secure_boot(arch: Arch) {
             }
         );
     }
-    let [ok, plain, refused @ ..] = &boots[..] else { unreachable!() };
+    let [ok, plain, default, refused @ ..] = &boots[..] else { unreachable!() };
     let console = ok.console();
     assert_eq!(ok.exited, Some(true), "{arch}: the signed image did not power off cleanly:\n{console}\n{}", ok.stderr);
     assert!(!console.contains(ACCESS_DENIED), "{arch}: the signed image was refused:\n{console}");
@@ -318,6 +328,13 @@ fn secure_boot(arch: Arch) {
     assert_eq!(plain.exited, Some(true), "{arch}: the plain boot did not power off cleanly:\n{console}");
     assert!(plain.at(SECURE_BOOT_OFF).is_some(), "{arch}: no `{SECURE_BOOT_OFF}` without Secure Boot:\n{console}");
     assert!(plain.at(GREETING).is_some() && !console.contains("locked down"), "{arch}: plain boot:\n{console}");
+
+    // Debian's snakeoil varstore, which `keel run --secure-boot` uses by default, trusts the
+    // snakeoil key.
+    let console = default.console();
+    assert_eq!(default.exited, Some(true), "{arch}: the default varstore's boot failed:\n{console}");
+    assert!(default.at(SECURE_BOOT_ON).is_some() && default.at(GREETING).is_some(), "{arch}: {console}");
+    assert!(default.stderr.contains(".snakeoil.fd"), "{arch}: keel run said:\n{}", default.stderr);
 
     for b in refused {
         let console = b.console();
