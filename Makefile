@@ -56,7 +56,7 @@ test: test-bins
 
 # The test files of keel-tests that boot VMs; `make check` leaves them (and keel-qemu's own boots)
 # to `make test`.
-BOOT_TESTS := api cases colluders corruption filter_only grow isolation network real_images restart shutdown steady supervision tenants volumes web
+BOOT_TESTS := api cases colluders corruption filter_only grow isolation network real_images restart secure_boot shutdown steady supervision tenants volumes web
 QUICK_TESTS := $(filter-out $(BOOT_TESTS),$(basename $(notdir $(wildcard tests/tests/*.rs))))
 
 ## check: the quick loop: lint, unit tests, host runtime tests and artifact tests; no VM boots

@@ -235,6 +235,11 @@ fn read_kernel(
             by: "keel (power button)".into(),
             required: false,
         }))
+        .chain(kernel::SECURE_BOOT_MODULES.iter().map(|m| Wanted {
+            name: m.to_string(),
+            by: "keel (secure boot status)".into(),
+            required: false,
+        }))
         .collect();
     if config.verity {
         wanted.extend(kernel::VERITY_MODULES.iter().map(|m| Wanted {

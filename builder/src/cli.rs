@@ -102,6 +102,15 @@ pub enum Command {
         /// 127.0.0.1:HOST here to the guest's uplink port GUEST. Repeatable.
         #[arg(long, value_name = "HOST:GUEST[/udp]")]
         publish: Vec<String>,
+        /// Boot through UEFI Secure Boot: the firmware starts the UKI only if a key in the
+        /// varstore's db signed it. The varstore is Debian's snakeoil one (PK, KEK and db all
+        /// /usr/share/ovmf/PkKek-1-snakeoil.pem) unless --varstore names another.
+        #[arg(long)]
+        secure_boot: bool,
+        /// With --secure-boot: boot with a copy of this firmware variable store (keys enrolled,
+        /// e.g. by virt-fw-vars); the file itself is never written.
+        #[arg(long, value_name = "FILE", requires = "secure_boot")]
+        varstore: Option<PathBuf>,
     },
     /// List a running host's containers (through its API).
     Ps {

@@ -84,12 +84,30 @@ fn main() -> ExitCode {
         Command::Reboot { api } => api_call("reboot", &api, "POST", "/v1/host/reboot", Show::Message),
         Command::Poweroff { api } => api_call("poweroff", &api, "POST", "/v1/host/poweroff", Show::Message),
         Command::Metrics { api } => api_call("metrics", &api, "GET", "/metrics", Show::Raw),
-        Command::Run { image, arch, accel, timeout, memory, persist, publish } => {
-            if let Err(e) = run_flags(arch.as_deref(), accel.as_deref(), &timeout, memory.as_deref(), &publish) {
+        Command::Run { image, arch, accel, timeout, memory, persist, publish, secure_boot, varstore } => {
+            let checked = run_flags(
+                arch.as_deref(),
+                accel.as_deref(),
+                &timeout,
+                memory.as_deref(),
+                &publish,
+                varstore.as_deref(),
+            );
+            if let Err(e) = checked {
                 eprintln!("keel run: {e}");
                 return ExitCode::from(EXIT_INPUT);
             }
-            match run::run(&image, arch.as_deref(), accel.as_deref(), &timeout, memory.as_deref(), persist, &publish) {
+            let secure_boot = secure_boot.then_some(run::SecureBoot { varstore });
+            let flags = run::Flags {
+                arch: arch.as_deref(),
+                accel: accel.as_deref(),
+                timeout: &timeout,
+                memory: memory.as_deref(),
+                persist,
+                publish: &publish,
+                secure_boot,
+            };
+            match run::run(&image, &flags) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::FAILURE,
                 Err(e) => {
@@ -213,6 +231,7 @@ fn run_flags(
     timeout: &str,
     memory: Option<&str>,
     publish: &[String],
+    varstore: Option<&Path>,
 ) -> Result<(), String> {
     if let Some(a) = arch {
         keel_qemu::Arch::from_str(a).map_err(|e| format!("--arch: {e}"))?;
@@ -230,6 +249,9 @@ fn run_flags(
     }
     for p in publish {
         p.parse::<keel_qemu::Publish>().map_err(|e| format!("--publish: {e}"))?;
+    }
+    if let Some(v) = varstore.filter(|v| !v.is_file()) {
+        return Err(format!("--varstore: {}: no such file", v.display()));
     }
     Ok(())
 }

@@ -27,6 +27,7 @@ mod oom;
 mod output;
 mod power;
 mod restart;
+mod secureboot;
 mod shutdown;
 mod supervisor;
 mod sys;
@@ -127,6 +128,7 @@ fn start(plan: &Plan, plan_sha256: &str, signals: io::Result<OwnedFd>) -> anyhow
     timeline::mark(Event::ModulesLoaded(loaded));
     clock::set();
     entropy::report();
+    secureboot::report();
     let absent = keel_runtime::kernfs::absent_masks();
     if !absent.is_empty() {
         console::say(format_args!("masks skipped (not in this kernel): {}", absent.join(" ")));

@@ -34,6 +34,8 @@ pub(crate) fn qemu_args(cfg: &VmConfig, files: &RunFiles) -> Vec<OsString> {
 
     push(&["-no-user-config", "-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot"]);
     let machine = match (cfg.arch, cfg.accel) {
+        // OVMF's Secure Boot build keeps the variable store behind SMM, so the OS cannot rewrite it.
+        (Arch::X86_64, _) if cfg.secure_boot => "q35,smm=on",
         (Arch::X86_64, _) => "q35",
         (Arch::Aarch64, Accel::Tcg) => "virt,gic-version=3",
         (Arch::Aarch64, Accel::Kvm) => "virt,gic-version=host",
@@ -63,6 +65,10 @@ pub(crate) fn qemu_args(cfg: &VmConfig, files: &RunFiles) -> Vec<OsString> {
         args.push(qemu_opt("if=pflash,format=raw,unit=0,readonly=on,file=", code.as_os_str(), ""));
         args.push("-drive".into());
         args.push(qemu_opt("if=pflash,format=raw,unit=1,file=", vars.as_os_str(), ""));
+        if cfg.secure_boot && cfg.arch == Arch::X86_64 {
+            // Flash writes only from SMM: the firmware then owns the Secure Boot variables.
+            args.extend(["-global", "driver=cfi.pflash01,property=secure,value=on"].map(OsString::from));
+        }
     }
     if let Boot::Kernel { kernel, initrd, cmdline, .. } = &cfg.boot {
         args.push("-kernel".into());
@@ -142,6 +148,20 @@ mod tests {
              -drive if=pflash,format=raw,unit=1,file=/tmp/k/vars.fd \
              -drive if=none,id=disk0,format=qcow2,file=/tmp/k/overlay.qcow2 -device virtio-blk-pci,drive=disk0"
         );
+    }
+
+    #[test]
+    fn secure_boot_adds_smm_and_a_secure_flash_on_x86_64_only() {
+        let mut cfg = VmConfig::new(Arch::X86_64, Boot::Disk("/images/a.img".into()));
+        cfg.secure_boot = true;
+        let args = strings(&qemu_args(&cfg, &disk_files()));
+        assert_eq!(values_of(&args, "-machine"), ["q35,smm=on"]);
+        assert_eq!(values_of(&args, "-global"), ["driver=cfi.pflash01,property=secure,value=on"]);
+        let mut cfg = VmConfig::new(Arch::Aarch64, Boot::Disk("/images/a.img".into()));
+        cfg.secure_boot = true;
+        let args = strings(&qemu_args(&cfg, &disk_files()));
+        assert_eq!(values_of(&args, "-machine"), ["virt,gic-version=3"]);
+        assert!(values_of(&args, "-global").is_empty(), "{args:?}");
     }
 
     #[test]

@@ -64,6 +64,12 @@ pub struct VmConfig {
     /// UEFI firmware to use for a [`Boot::Disk`]; `None` (default) finds it with
     /// [`Firmware::find`]. When set for a [`Boot::Kernel`], that boot goes through this firmware too.
     pub firmware: Option<Firmware>,
+    /// Default `false`. `true` boots through UEFI Secure Boot: the firmware runs only EFI
+    /// binaries signed by a key in the varstore's db. With `firmware` unset that is
+    /// [`Firmware::find_secure_boot`] (Debian's snakeoil keys); set `firmware` to keep its code
+    /// and bring a varstore of your own. On x86_64 the machine gets SMM and a secure flash
+    /// (`smm=on`, `cfi.pflash01.secure=on`), without which OVMF's Secure Boot build does not start.
+    pub secure_boot: bool,
     /// The QEMU system emulator; `None` (default) finds it with [`find_qemu`](crate::find_qemu).
     pub qemu: Option<PathBuf>,
     /// A virtio NIC on QEMU's restricted user network; `None` (default): no NIC at all.
@@ -85,6 +91,7 @@ impl VmConfig {
             serial_echo: false,
             serial_rate: None,
             firmware: None,
+            secure_boot: false,
             qemu: None,
             net: None,
             extra_args: Vec::new(),
@@ -102,6 +109,11 @@ impl VmConfig {
         }
         if self.memory_mib < 32 {
             return Err(Error::Config(format!("memory_mib {} is too small (at least 32)", self.memory_mib)));
+        }
+        if self.secure_boot && self.firmware.is_none() && matches!(self.boot, Boot::Kernel { .. }) {
+            return Err(Error::Config(
+                "secure_boot needs UEFI firmware: boot a disk, or set firmware for the kernel boot".into(),
+            ));
         }
         let mut files: Vec<(&str, &PathBuf)> = Vec::new();
         match &self.boot {
@@ -129,7 +141,7 @@ mod tests {
     fn defaults() {
         let cfg = VmConfig::new(Arch::Aarch64, Boot::Disk("/x.img".into()));
         assert_eq!((cfg.accel, cfg.memory_mib, cfg.cpus), (Accel::Tcg, 1024, 1));
-        assert!(cfg.disk_snapshot && !cfg.serial_echo);
+        assert!(cfg.disk_snapshot && !cfg.serial_echo && !cfg.secure_boot);
         assert_eq!(VmConfig::new(Arch::X86_64, Boot::Disk("/x.img".into())).memory_mib, 512);
     }
 
@@ -150,5 +162,9 @@ mod tests {
         let mut cfg = VmConfig::new(Arch::X86_64, boot(None));
         cfg.cpus = 0;
         assert!(matches!(cfg.validate(), Err(Error::Config(_))));
+        let mut cfg = VmConfig::new(Arch::X86_64, boot(None));
+        cfg.secure_boot = true;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("secure_boot needs UEFI firmware"), "{err}");
     }
 }

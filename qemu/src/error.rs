@@ -41,6 +41,15 @@ pub enum Error {
         searched: Vec<PathBuf>,
     },
 
+    /// No Secure Boot firmware (code + a varstore with keys enrolled) was found.
+    #[error("no UEFI Secure Boot firmware for {arch} (searched: {}); install {package}", paths(searched), package = firmware_package(*arch))]
+    SecureBootFirmwareNotFound {
+        /// The guest architecture.
+        arch: Arch,
+        /// Every code file tried, in order.
+        searched: Vec<PathBuf>,
+    },
+
     /// The [`VmConfig`](crate::VmConfig) cannot work (missing file, zero CPUs, ...).
     #[error("invalid VM configuration: {0}")]
     Config(String),

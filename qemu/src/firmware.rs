@@ -1,5 +1,6 @@
 //! UEFI firmware for disk boots: OVMF (x86_64) and AAVMF (aarch64), as a read-only code image
-//! plus a variable-store template that each VM gets its own writable copy of.
+//! plus a variable-store template that each VM gets its own writable copy of. For Secure Boot, a
+//! build that enforces it and a template with keys enrolled.
 
 use std::ffi::OsString;
 use std::fs::{self, File};
@@ -41,6 +42,18 @@ const AARCH64_CANDIDATES: &[(&str, &str)] = &[
     ("/usr/local/share/qemu/edk2-aarch64-code.fd", "/usr/local/share/qemu/edk2-arm-vars.fd"),
 ];
 
+/// Secure Boot firmware as (code, vars template) pairs: Debian's (and Ubuntu's) builds, with the
+/// varstore whose PK, KEK and db are all Debian's snakeoil certificate
+/// (`/usr/share/ovmf/PkKek-1-snakeoil.pem`) and Secure Boot on. On x86_64 the code is the build
+/// with SMM, which keeps the varstore out of the guest OS's reach; on aarch64 the one code image
+/// does both, and only the varstore decides.
+const X86_64_SECURE_BOOT: &[(&str, &str)] =
+    &[("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd")];
+
+/// As [`X86_64_SECURE_BOOT`], for aarch64.
+const AARCH64_SECURE_BOOT: &[(&str, &str)] =
+    &[("/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.snakeoil.fd")];
+
 /// Size of each flash device on the aarch64 `virt` machine; QEMU rejects smaller images there.
 const VIRT_PFLASH_SIZE: u64 = 64 << 20;
 
@@ -70,6 +83,24 @@ impl Firmware {
         let list = match arch {
             Arch::X86_64 => X86_64_CANDIDATES,
             Arch::Aarch64 => AARCH64_CANDIDATES,
+        };
+        list.iter().map(|(code, vars)| Firmware { code: code.into(), vars_template: vars.into() })
+    }
+
+    /// Finds the Secure Boot firmware for `arch`: the code image that enforces Secure Boot and
+    /// Debian's snakeoil varstore (see the crate docs). To trust other keys, keep the code and
+    /// replace [`Firmware::vars_template`] with a varstore that enrols them. There are no
+    /// environment overrides: set [`VmConfig::firmware`](crate::VmConfig::firmware) instead.
+    pub fn find_secure_boot(arch: Arch) -> Result<Firmware> {
+        first_installed(Firmware::secure_boot_candidates(arch), |path| path.is_file())
+            .map_err(|searched| Error::SecureBootFirmwareNotFound { arch, searched })
+    }
+
+    /// The (code, vars template) locations [`Firmware::find_secure_boot`] tries for `arch`.
+    pub fn secure_boot_candidates(arch: Arch) -> impl Iterator<Item = Firmware> {
+        let list = match arch {
+            Arch::X86_64 => X86_64_SECURE_BOOT,
+            Arch::Aarch64 => AARCH64_SECURE_BOOT,
         };
         list.iter().map(|(code, vars)| Firmware { code: code.into(), vars_template: vars.into() })
     }
@@ -112,14 +143,22 @@ fn find_in(arch: Arch, env: impl Fn(&str) -> Option<OsString>, exists: impl Fn(&
             _ => return Err(Error::Config(format!("set both {code_var} and {vars_var}, or neither"))),
         }
     }
+    first_installed(Firmware::candidates(arch), exists).map_err(|searched| Error::FirmwareNotFound { arch, searched })
+}
+
+/// The first of `candidates` whose two files both exist, or the code files tried.
+fn first_installed(
+    candidates: impl Iterator<Item = Firmware>,
+    exists: impl Fn(&Path) -> bool,
+) -> std::result::Result<Firmware, Vec<PathBuf>> {
     let mut searched = Vec::new();
-    for fw in Firmware::candidates(arch) {
+    for fw in candidates {
         if exists(&fw.code) && exists(&fw.vars_template) {
             return Ok(fw);
         }
         searched.push(fw.code);
     }
-    Err(Error::FirmwareNotFound { arch, searched })
+    Err(searched)
 }
 
 /// Copies `src` to `dest` block by block, leaving holes where `src` holds zeros. AAVMF's 64 MiB
@@ -234,6 +273,19 @@ mod tests {
         let copied = fs::read(&arm).unwrap();
         assert_eq!(copied.len() as u64, VIRT_PFLASH_SIZE);
         assert_eq!(&copied[..content.len()], &content[..]);
+    }
+
+    #[test]
+    fn secure_boot_firmware_is_debians_with_the_snakeoil_varstore() {
+        let fw = first_installed(Firmware::secure_boot_candidates(Arch::X86_64), |_| true).unwrap();
+        assert_eq!(fw.code, Path::new("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"));
+        assert_eq!(fw.vars_template, Path::new("/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd"));
+        let fw = first_installed(Firmware::secure_boot_candidates(Arch::Aarch64), |_| true).unwrap();
+        assert_eq!(fw.vars_template, Path::new("/usr/share/AAVMF/AAVMF_VARS.snakeoil.fd"));
+        for arch in Arch::ALL {
+            let installed = Firmware::find_secure_boot(arch).unwrap();
+            assert!(installed.code.is_file() && installed.vars_template.is_file(), "{installed:?}");
+        }
     }
 
     #[test]

@@ -28,6 +28,10 @@
 //!   [`POWER_DOWN_LINE`].
 //! - Disk boots use UEFI firmware ([`Firmware::find`]: OVMF / AAVMF, Debian paths first) with a
 //!   private copy of its variable store. Direct kernel boots use none.
+//! - With [`VmConfig::secure_boot`], the firmware enforces UEFI Secure Boot
+//!   ([`Firmware::find_secure_boot`]: `OVMF_CODE_4M.secboot.fd` with `OVMF_VARS_4M.snakeoil.fd`,
+//!   or `AAVMF_CODE.fd` with `AAVMF_VARS.snakeoil.fd`); x86_64 adds `smm=on` and a secure
+//!   pflash. Set [`VmConfig::firmware`] to boot with another varstore (other enrolled keys).
 //! - With [`VmConfig::disk_snapshot`] (the default) the disk image is never written: the VM gets a
 //!   qcow2 overlay backed by it.
 //!

@@ -379,6 +379,7 @@ fn prepare_files(cfg: &VmConfig, dir: &Path) -> Result<RunFiles> {
     let firmware = match (&cfg.boot, &cfg.firmware) {
         (Boot::Kernel { .. }, None) => None,
         (_, Some(fw)) => Some(fw.clone()),
+        (Boot::Disk(_), None) if cfg.secure_boot => Some(Firmware::find_secure_boot(cfg.arch)?),
         (Boot::Disk(_), None) => Some(Firmware::find(cfg.arch)?),
     };
     let firmware = match firmware {

@@ -113,6 +113,10 @@ fn run_flags_are_checked_before_anything_starts() {
         (&["--arch", "sparc"], "keel run: --arch: "),
         (&["--accel", "hvf"], "keel run: --accel: "),
         (&["--publish", "8080"], "keel run: --publish: "),
+        (
+            &["--secure-boot", "--varstore", "/nonexistent/vars.fd"],
+            "keel run: --varstore: /nonexistent/vars.fd: no such file",
+        ),
     ] {
         let mut args = vec!["run", "/nonexistent/none-x86_64.img"];
         args.extend(flags);

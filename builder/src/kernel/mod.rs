@@ -66,6 +66,11 @@ pub fn power_button_modules(arch: Arch) -> &'static [&'static str] {
     }
 }
 
+/// Modules for keel-init's Secure Boot line (`keel: secure boot on, lockdown integrity`):
+/// efivarfs, through which it reads the `SecureBoot` EFI variable (Debian builds it as a module).
+/// Optional: without it the line says `secure boot unknown (no efivarfs)`.
+pub const SECURE_BOOT_MODULES: &[&str] = &["efivarfs"];
+
 /// Problems with a kernel package.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
