@@ -9,7 +9,8 @@
 //!
 //! Then the container start latency of keel-runtime, crun and runc on the build host
 //! ([`runtime`]; needs root). `keel-bench boot` runs only the first part, `keel-bench runtime`
-//! only the second.
+//! only the second. `keel-bench trust` ([`trust`]) compares builds and boots with dm-verity off
+//! and on, and with signing.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,8 @@ use keel_tests::{keel, root, text};
 mod net;
 #[path = "keel-bench/runtime.rs"]
 mod runtime;
+#[path = "keel-bench/trust.rs"]
+mod trust;
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -35,8 +38,9 @@ fn main() -> ExitCode {
         ["boot"] => bench(),
         ["runtime"] => runtime::bench(),
         ["net"] => net::bench(),
+        ["trust"] => trust::bench(runs()),
         ["runtime-worker", bundle] => runtime::worker(bundle),
-        _ => Err("usage: keel-bench [boot | runtime | net]".into()),
+        _ => Err("usage: keel-bench [boot | runtime | net | trust]".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -52,7 +56,7 @@ type Marks = Vec<(String, f64, f64)>;
 
 fn bench() -> Result<(), String> {
     let arch = Arch::X86_64;
-    let runs: usize = std::env::var("KEEL_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
+    let runs = runs();
     let out = root().join("target/keel-bench");
     let out_s = out.to_string_lossy().into_owned();
 
@@ -178,6 +182,11 @@ fn bench() -> Result<(), String> {
         build_times.iter().map(|t| format!("{t:.2}s")).collect::<Vec<_>>().join(", ")
     );
     Ok(())
+}
+
+/// How many times each boot is repeated: `KEEL_BENCH_RUNS`, default 3.
+fn runs() -> usize {
+    std::env::var("KEEL_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1)
 }
 
 fn median_of(v: &[f64]) -> f64 {
