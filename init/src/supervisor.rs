@@ -557,6 +557,8 @@ impl<'a> Supervisor<'a> {
             self.check_done(i, status);
             return;
         }
+        // Asked before `c` is borrowed; the device-mapper status is one bounded ioctl.
+        let corrupted = !status.success() && self.images_corrupted();
         let Some(c) = self.containers.iter_mut().find(|c| c.pid == Some(pid)) else {
             return; // an orphan, now reaped
         };
@@ -570,12 +572,8 @@ impl<'a> Supervisor<'a> {
             console::say(&m);
             self.logs.note(&c.name, &m);
         }
-        if !status.success() && self.verity.as_ref().is_some_and(Mapped::corrupted) {
-            let m = format!(
-                "images partition corrupted: dm-verity found a block of keel-images that does not match the signed \
-                 root hash (it reads as an I/O error); container {} {status} after it",
-                c.name
-            );
+        if corrupted {
+            let m = corruption_message(&c.name, &status.to_string());
             console::say(&m);
             self.logs.note(&c.name, &m);
         }
@@ -726,8 +724,22 @@ impl<'a> Supervisor<'a> {
     fn launched(&mut self, name: &str, what: &'static str, outcome: &Result<(), String>) {
         match outcome {
             Ok(()) => self.event(what, Some(name), format!("container {name} {what}ed")),
-            Err(e) => self.event("failed", Some(name), format!("container {name} failed to {what}: {e}")),
+            Err(e) => {
+                // A corrupted entrypoint fails the exec with EIO, before the container runs.
+                if self.images_corrupted() {
+                    let m = corruption_message(name, &format!("failed to {what}"));
+                    console::say(&m);
+                    self.logs.note(name, &m);
+                }
+                self.event("failed", Some(name), format!("container {name} failed to {what}: {e}"))
+            }
         }
+    }
+
+    /// Whether dm-verity has seen a block of keel-images that does not match the root hash.
+    /// The kernel's flag stays set once raised, so a failure after it is reported with it.
+    fn images_corrupted(&self) -> bool {
+        self.verity.as_ref().is_some_and(Mapped::corrupted)
     }
 
     /// Start again the containers whose restart is due at `now`; drop pending restarts if the
@@ -993,6 +1005,14 @@ fn judge(check: &HealthCheck, status: ExitStatus, output: &[u8]) -> String {
             format!("{status}{last}")
         }
     }
+}
+
+/// keel-init's report of a container that failed (`what`) once keel-images was found corrupted.
+fn corruption_message(name: &str, what: &str) -> String {
+    format!(
+        "images partition corrupted: dm-verity found a block of keel-images that does not match the signed root \
+         hash (it reads as an I/O error); container {name} {what} after it"
+    )
 }
 
 /// A dependency is ready: it runs, is not being stopped, and is healthy if it has a health check.

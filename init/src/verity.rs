@@ -25,8 +25,12 @@ pub fn setup(nodes: &mut [PathBuf]) -> anyhow::Result<Option<Mapped>> {
         console::say("images: not verified (no keel.verity= on the command line)");
         return Ok(None);
     };
-    let i = PARTITIONS.iter().position(|p| p.label == keel_plan::IMAGES_LABEL).unwrap_or(0);
-    let Some(node) = nodes.get_mut(i) else { return Ok(None) };
+    // Fail closed: with the parameter present, keel-images is never mounted unchecked.
+    let node = PARTITIONS
+        .iter()
+        .position(|p| p.label == keel_plan::IMAGES_LABEL)
+        .and_then(|i| nodes.get_mut(i))
+        .ok_or_else(|| anyhow::anyhow!("dm-verity: no {} partition to map", keel_plan::IMAGES_LABEL))?;
     let mapped = Mapped::new(node, &table).with_context(|| format!("dm-verity on {}", node.display()))?;
     console::say(format_args!("images: dm-verity on {}, root hash {}...", node.display(), table.short_root()));
     node.clone_from(&mapped.node);
@@ -67,12 +71,15 @@ impl Table {
             s.len().is_multiple_of(2) && s.len() <= max && s.bytes().all(|b| b.is_ascii_hexdigit())
         };
         match value.split(':').collect::<Vec<_>>()[..] {
-            [root, salt, blocks] if root.len() == 64 && hex(root, 64) && hex(salt, 512) => match blocks.parse() {
-                Ok(blocks) if blocks > 0 => {
-                    Ok(Some(Table { root: root.to_ascii_lowercase(), salt: salt.to_ascii_lowercase(), blocks }))
+            [root, salt, blocks] if root.len() == 64 && hex(root, 64) && !salt.is_empty() && hex(salt, 512) => {
+                match blocks.parse::<u64>() {
+                    // The target's length is blocks * 8 sectors, and the tree starts at block blocks + 1.
+                    Ok(blocks) if blocks > 0 && blocks < u64::MAX / 8 => {
+                        Ok(Some(Table { root: root.to_ascii_lowercase(), salt: salt.to_ascii_lowercase(), blocks }))
+                    }
+                    _ => Err(format!("{PARAM}{value}: the block count is not a positive number")),
                 }
-                _ => Err(format!("{PARAM}{value}: the block count is not a positive number")),
-            },
+            }
             _ => Err(format!("{PARAM}{value}: want ROOT:SALT:BLOCKS (a sha256 in hex, a hex salt, a count)")),
         }
     }
@@ -81,7 +88,7 @@ impl Table {
     /// superblock in block `blocks` and the tree from the block after it.
     fn params(&self, dev: &str) -> String {
         let Table { root, salt, blocks } = self;
-        format!("1 {dev} {dev} 4096 4096 {blocks} {} sha256 {root} {salt}", blocks + 1)
+        format!("1 {dev} {dev} 4096 4096 {blocks} {} sha256 {root} {salt}", blocks.saturating_add(1))
     }
 
     /// The root hash, shortened for the console.
@@ -153,8 +160,11 @@ impl Mapped {
         let mut create = request(0, 0, &[]);
         sys::dm_ioctl(fd, DEV_CREATE, &mut create).context("create the device-mapper device")?;
         let dev = u64::from_ne_bytes(get(&create, 40));
-        let mut load =
-            request(READONLY_FLAG, 1, &target(table.blocks * 8, &table.params(&partition.to_string_lossy())));
+        let mut load = request(
+            READONLY_FLAG,
+            1,
+            &target(table.blocks.saturating_mul(8), &table.params(&partition.to_string_lossy())),
+        );
         sys::dm_ioctl(fd, TABLE_LOAD, &mut load).context("load the verity table")?;
         sys::dm_ioctl(fd, DEV_SUSPEND, &mut request(0, 0, &[])).context("activate the verity device")?;
         let (major, minor) = decode_dev(dev);
@@ -192,6 +202,8 @@ mod tests {
             format!("keel.verity={ROOT}:0:12"),
             format!("keel.verity={ROOT}:00:0"),
             format!("keel.verity={ROOT}:00:-1"),
+            format!("keel.verity={ROOT}::12"),
+            format!("keel.verity={ROOT}:00:{}", u64::MAX / 8),
             format!("keel.verity={}:00:12", &ROOT[1..]),
             "keel.verity=".to_string(),
         ] {
