@@ -32,7 +32,7 @@ pub fn bench(runs: usize) -> Result<(), String> {
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let hello = std::fs::read_to_string(root().join("configs/hello.toml")).map_err(|e| e.to_string())?;
     // The config is written elsewhere, so its relative paths are made absolute.
-    let hello = hello.replace("\"../.cache/", &format!("\"{}/.cache/", root().display()));
+    let hello = hello.replace("../.cache/", &format!("{}/.cache/", root().display()));
     let fixtures = root().join("tests/fixtures/signing");
     let signing = format!(
         "\n[signing]\nkey = \"{}\"\ncert = \"{}\"\n",
