@@ -41,6 +41,14 @@ fn shape(line: &str) -> String {
             out.push_str("<sha256>");
             continue;
         }
+        // A hash before punctuation (`ROOT,` or `PREFIX...`), e.g. the verity root hash: it
+        // depends on the image's bytes, which differ between machines' caches.
+        let hex = word.bytes().take_while(u8::is_ascii_hexdigit).count();
+        if hex >= 16 && !word[hex..].bytes().any(|b| b.is_ascii_alphanumeric()) {
+            out.push_str("<hex>");
+            out.push_str(&word[hex..]);
+            continue;
+        }
         let mut in_number = false;
         for c in word.chars() {
             let numeric = c.is_ascii_digit() || (in_number && c == '.');
